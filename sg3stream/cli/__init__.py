@@ -1,0 +1,7 @@
+"""Command line: `sg3stream run|probe|bench|...`. Each command lives in its own module and registers on `app`."""
+from . import probe, run  # noqa: F401  (registration)
+from .app import app
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,136 @@
+"""Decoding: a video file becomes a lazy stream of FrameBatches (RGB uint8, upright, with exact pts).
+
+PyAV is the default decoder; decord is an alternative (`--decoder decord`). Both give the same frames and
+the stream's own timestamps: nothing is renumbered, so variable frame rate survives.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+import av
+import numpy as np
+
+from ..errors import UserError
+from ..pipeline.batch import FrameBatch
+from .probe import VideoInfo, open_input, probe, video_stream
+
+log = logging.getLogger("sg3stream")
+
+DECODERS = ("pyav", "decord")
+
+
+def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply the display matrix: `rotation` degrees counter-clockwise (as FFmpeg's autorotate does)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, k)) if k else frame
+
+
+class FrameReader:
+    """Iterate over a video as FrameBatches of `batch_size` frames.
+
+    After iteration, `frames_read` says how many frames came out and `complete` whether the stream ended
+    normally (False when decoding stopped early on a damaged or truncated file: a warning says so).
+    """
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = 8, decoder: str = "pyav"):
+        if decoder not in DECODERS:
+            raise UserError(f"unknown decoder '{decoder}': use one of {', '.join(DECODERS)}")
+        self.path = path
+        self.batch_size = batch_size
+        self.decoder = decoder
+        self.info: VideoInfo = probe(path)
+        self.frames_read = 0
+        self.complete = True
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        frames = self._iter_pyav() if self.decoder == "pyav" else self._iter_decord()
+        chunk: list[tuple[np.ndarray, int]] = []
+        for image, pts in frames:
+            chunk.append((image, pts))
+            if len(chunk) == self.batch_size:
+                yield self._batch(chunk)
+                chunk = []
+        if chunk:
+            yield self._batch(chunk)
+        if self.frames_read == 0:
+            raise UserError(f"no frames could be decoded from {self.path}")
+        announced = self.info.frames
+        if self.complete and announced and self.frames_read < announced:
+            self.complete = False
+            log.warning("%s: read %d of the %d frames its header announces (truncated file?)",
+                        self.path, self.frames_read, announced)
+
+    def _batch(self, chunk: list[tuple[np.ndarray, int]]) -> FrameBatch:
+        start = self.frames_read
+        self.frames_read += len(chunk)
+        return FrameBatch(
+            frames=np.stack([c[0] for c in chunk]),
+            index=np.arange(start, start + len(chunk), dtype=np.int64),
+            pts=np.array([c[1] for c in chunk], dtype=np.int64),
+            time_base=self.info.time_base,
+        )
+
+    def _stopped_early(self, decoded: int, error: Exception) -> None:
+        """A decoding error: fatal before the first frame, a warning after it (keep what was read)."""
+        if decoded == 0:
+            raise UserError(f"corrupt video stream in {self.path}: no frame could be decoded ({error})") from error
+        self.complete = False
+        log.warning("%s: decoding stopped after %d frames: %s (damaged or truncated file)", self.path, decoded, error)
+
+    def _iter_pyav(self) -> Iterator[tuple[np.ndarray, int]]:
+        tick = default_tick(self.info)
+        with open_input(self.path) as container:
+            stream = video_stream(container, self.path)
+            stream.thread_type = "AUTO"
+            last_pts = None
+            decoded = 0
+            try:
+                for frame in container.decode(stream):
+                    pts = frame.pts
+                    if pts is None:  # some containers leave pts unset: continue from the last one
+                        pts = 0 if last_pts is None else last_pts + tick
+                    last_pts = pts
+                    decoded += 1
+                    yield upright(frame.to_ndarray(format="rgb24"), self.info.rotation), pts
+            except av.error.FFmpegError as e:
+                self._stopped_early(decoded, e)
+
+    def _iter_decord(self) -> Iterator[tuple[np.ndarray, int]]:
+        try:
+            import decord
+        except ImportError as e:  # pragma: no cover - decord is a dependency, but has no wheels everywhere
+            raise UserError("--decoder decord needs the decord package (pip install decord)") from e
+        try:
+            reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0))
+        except decord.DECORDError as e:
+            raise UserError(f"decord cannot read {self.path}: {str(e).splitlines()[0]}") from e
+        pts = packet_pts(self.path)
+        if len(pts) != len(reader):
+            # decord counts frames differently from the demuxer (rare): fall back to its own timestamps
+            tb = self.info.time_base
+            pts = [int(round(reader.get_frame_timestamp(i)[0] / tb)) for i in range(len(reader))]
+        for start in range(0, len(reader), self.batch_size):
+            try:
+                images = reader.get_batch(list(range(start, min(start + self.batch_size, len(reader))))).asnumpy()
+            except decord.DECORDError as e:
+                self._stopped_early(start, e)
+                return
+            for i, image in enumerate(images):
+                yield upright(image, self.info.rotation), pts[start + i]
+
+
+def default_tick(info: VideoInfo) -> int:
+    """One frame's duration in time-base units, for frames that carry no pts."""
+    if info.fps > 0:
+        return max(1, int(round(1 / (info.fps * info.time_base))))
+    return 1
+
+
+def packet_pts(path) -> list[int]:
+    """The video packets' presentation timestamps in display order, read by demuxing only (no decoding)."""
+    with open_input(path) as container:
+        stream = video_stream(container, path)
+        return sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
+

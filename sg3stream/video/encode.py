@@ -1,0 +1,183 @@
+"""Encoding: FrameBatches become a video file with the input's timestamps and its audio.
+
+The file is written to a hidden temporary path beside the target and renamed onto it only when
+everything succeeded (`commit`); `abort` removes it. Audio packets are copied from the input as the video
+advances (interleaved, so the muxer never buffers a whole stream), re-encoded to AAC only where the output
+container cannot hold the input's audio codec.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import UserError
+from ..pipeline.batch import FrameBatch
+
+log = logging.getLogger("sg3stream")
+
+# Codecs that take a constant-rate-factor quality setting.
+CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9"}
+
+
+def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None = None) -> Path:
+    """Refuse, before any work, an output that cannot be written or that would overwrite the input."""
+    output = Path(output)
+    if output.is_dir():
+        raise UserError(f"output is a folder; give a file name: {output}")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"output folder is not writable: {folder}")
+    if input is not None and Path(input).exists():
+        same = output.exists() and os.path.samefile(output, input)
+        if same or output.resolve() == Path(input).resolve():
+            raise UserError(f"output path is the input file: {output}")
+    if not output.suffix:
+        raise UserError(f"output needs a file extension that names the container (.mp4, .mkv, .mov): {output}")
+    return output
+
+
+def temporary_path(output: Path) -> Path:
+    """Hidden sibling of the output (same folder, so the final rename is atomic)."""
+    return output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+
+
+class AudioCopier:
+    """Copies (or re-encodes) the input's audio streams into the output, packet by packet, up to a time."""
+
+    def __init__(self, input_path: str | os.PathLike, output: av.container.OutputContainer):
+        self.source = av.open(str(input_path), metadata_errors="ignore")
+        self.routes = {}  # input stream index -> (output stream, re-encode?)
+        for stream in self.source.streams.audio:
+            name = stream.codec_context.name
+            if name in output.supported_codecs:
+                self.routes[stream.index] = (output.add_stream_from_template(stream), False)
+            else:
+                out = output.add_stream("aac", rate=stream.codec_context.sample_rate)
+                log.warning("audio codec %s cannot go into %s: re-encoding to AAC", name, output.format.name)
+                self.routes[stream.index] = (out, True)
+        self.output = output
+        self.packets = self.source.demux(self.source.streams.audio) if self.routes else iter(())
+        self.pending = None
+        self.done = not self.routes
+
+    def pump(self, until_seconds: float | None) -> None:
+        """Write every audio packet that starts before `until_seconds` (None: all the rest)."""
+        while not self.done:
+            packet = self.pending or next(self.packets, None)
+            self.pending = None
+            if packet is None:
+                self._finish()
+                return
+            if packet.dts is None and packet.size == 0:
+                continue  # demuxer's end-of-stream marker
+            t = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            if until_seconds is not None and t is not None and t > until_seconds:
+                self.pending = packet
+                return
+            out, reencode = self.routes[packet.stream.index]
+            if reencode:
+                for frame in packet.decode():
+                    frame.pts = None  # let the encoder number samples itself
+                    self.output.mux(out.encode(frame))
+            else:
+                packet.stream = out
+                self.output.mux(packet)
+
+    def _finish(self) -> None:
+        for out, reencode in self.routes.values():
+            if reencode:
+                self.output.mux(out.encode(None))
+        self.done = True
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class VideoWriter:
+    """Write frames with their own pts (in `time_base`), then `commit()` or `abort()`."""
+
+    def __init__(self, output: str | os.PathLike, *, time_base: Fraction, rate: float, audio_from=None,
+                 codec: str = "libx264", crf: int = 18, preset: str = "fast"):
+        self.output = Path(output)
+        self.tmp = temporary_path(self.output)
+        self.time_base = time_base
+        self.rate = Fraction(rate).limit_denominator(100000) if rate else Fraction(25)
+        self.audio_from = audio_from
+        self.codec, self.crf, self.preset = codec, crf, preset
+        self.container = None
+        self.stream = None
+        self.audio = None
+        self.frames_written = 0
+
+    def _open(self, width: int, height: int) -> None:
+        try:
+            self.container = av.open(str(self.tmp), mode="w")
+        except (av.error.FFmpegError, OSError) as e:
+            raise UserError(f"cannot write {self.output}: {e}") from e
+        try:
+            stream = self.container.add_stream(self.codec, rate=self.rate)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise UserError(f"unknown or unavailable video codec '{self.codec}' ({e})") from e
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        if (width % 2 or height % 2) and self.codec in CRF_CODECS:
+            # 4:2:0 needs even sizes; keep the exact size and lose no pixel rather than pad or crop.
+            stream.pix_fmt = "yuv444p"
+            log.warning("odd frame size %dx%d: encoding yuv444p instead of yuv420p", width, height)
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
+        if self.codec in CRF_CODECS:
+            stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self.stream = stream
+        if self.audio_from is not None:
+            self.audio = AudioCopier(self.audio_from, self.container)
+
+    def write(self, batch: FrameBatch) -> None:
+        if self.container is None:
+            self._open(batch.frames.shape[2], batch.frames.shape[1])
+        for image, pts in zip(batch.frames, batch.pts):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = int(pts)
+            frame.time_base = batch.time_base
+            for packet in self.stream.encode(frame):
+                self._mux_video(packet)
+            self.frames_written += 1
+
+    def _mux_video(self, packet) -> None:
+        if self.audio is not None and packet.dts is not None:
+            self.audio.pump(float(packet.dts * packet.time_base))
+        self.container.mux(packet)
+
+    def commit(self) -> None:
+        """Flush, close and move the finished file onto the output path."""
+        if self.container is None:
+            raise UserError("no frames to write")
+        for packet in self.stream.encode(None):
+            self._mux_video(packet)
+        if self.audio is not None:
+            self.audio.pump(None)
+        self._close()
+        os.replace(self.tmp, self.output)
+
+    def abort(self) -> None:
+        """Drop everything written so far: nothing is left at (or beside) the output path."""
+        try:
+            self._close()
+        except Exception:  # closing a half-written file may fail; removing it is what matters
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self.audio is not None:
+            self.audio.close()
+            self.audio = None
+        if self.container is not None:
+            container, self.container = self.container, None
+            container.close()
