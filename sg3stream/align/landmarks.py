@@ -1,0 +1,153 @@
+"""Face landmarks with mediapipe 0.10.21 face mesh (478 points with refine_landmarks).
+
+Coordinates: every landmark array in sg3stream.align is in *source-frame pixel coordinates* with OpenCV's
+convention: the centre of pixel (row r, column c) is at (x=c, y=r); x right, y down. Mediapipe returns
+coordinates normalised to the image edges ([0, 1] spans the full width), so x_px = x_norm * W - 0.5.
+
+Mesh indices used for the FFHQ recipe (mediapipe's canonical face mesh; "right"/"left" are the *subject's*
+sides, as in mediapipe's FACEMESH_RIGHT_EYE / FACEMESH_LEFT_EYE connection sets):
+
+* RIGHT_EYE_CONTOUR (subject's right eye = the eye on the image's left for a face looking at the camera):
+  the 16 points of FACEMESH_RIGHT_EYE, corners 33 (outer) and 133 (inner), lower lid 7 163 144 145 153 154 155,
+  upper lid 173 157 158 159 160 161 246. This plays the part of dlib's 36-41 ("eye_left" in the FFHQ script).
+* LEFT_EYE_CONTOUR (subject's left eye, image right): the 16 points of FACEMESH_LEFT_EYE, corners 263 (outer)
+  and 362 (inner), lower lid 249 390 373 374 380 381 382, upper lid 398 384 385 386 387 388 466.
+  This plays the part of dlib's 42-47 ("eye_right").
+* MOUTH_LEFT_CORNER = 61 (outer lip corner on the image's left; dlib 48) and MOUTH_RIGHT_CORNER = 291
+  (outer lip corner on the image's right; dlib 54).
+
+The eye centre is the mean of the 16 contour points (the FFHQ recipe takes the mean of dlib's 6 contour points).
+The iris centres 468/473 exist with refine_landmarks but are not used: the recipe is defined on eye contours, and
+irises move with gaze, which would make the crop follow the eyes' direction.
+
+Small faces: the mesh's own detector is mediapipe's short-range model, which misses faces smaller than ~10% of
+the frame. When the mesh finds nothing, `LandmarkDetector` falls back to the full-range face detector
+(model_selection=1) on the whole frame (or, when the previous frame was found this way, to the region around the
+previous frame's landmarks), crops that region with a margin, upscales it, runs a static mesh on it and maps the
+points back to the frame.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NUM_LANDMARKS = 478
+
+RIGHT_EYE_CONTOUR = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE_CONTOUR = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+MOUTH_LEFT_CORNER = 61
+MOUTH_RIGHT_CORNER = 291
+
+# landmark_source values
+SOURCE_NONE = 0
+SOURCE_MESH = 1  # the tracking face mesh on the full frame
+SOURCE_FALLBACK = 2  # full-range detector (or previous landmarks) -> crop -> static mesh
+
+_FALLBACK_MARGIN = 2.2  # crop side = margin * face box side (the mesh wants the face at ~half the crop)
+_FALLBACK_MIN_SIDE = 256  # upscale the crop to at least this many pixels
+
+
+def _landmarks_to_array(face_landmarks, width: int, height: int) -> np.ndarray:
+    pts = np.array([(p.x, p.y) for p in face_landmarks.landmark], dtype=np.float64)
+    pts[:, 0] = pts[:, 0] * width - 0.5
+    pts[:, 1] = pts[:, 1] * height - 0.5
+    return pts.astype(np.float32)
+
+
+class LandmarkDetector:
+    """Mediapipe graphs of one worker: a tracking face mesh, a static mesh and the full-range detector.
+
+    `detect_chunk(frames)` runs the mesh in tracking mode over contiguous frames (the tracker is reset at the start
+    of every chunk, so a chunk's result never depends on the chunks before it).
+    """
+
+    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 fallback: bool = True):
+        import mediapipe as mp
+
+        self.fallback = fallback
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
+        self._static_mesh = None
+        self._detector = None
+        if fallback:
+            self._static_mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence)
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_detection_confidence)
+
+    def close(self) -> None:
+        for g in (self._mesh, self._static_mesh, self._detector):
+            if g is not None:
+                g.close()
+
+    def detect_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames [N,H,W,3] uint8 RGB -> (landmarks [N,478,2] float32 pixels, NaN where none; source [N] uint8)."""
+        n, h, w = frames.shape[:3]
+        out = np.full((n, NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
+        source = np.zeros(n, dtype=np.uint8)
+        self._mesh.reset()
+        prev_fallback: np.ndarray | None = None
+        for i in range(n):
+            img = np.ascontiguousarray(frames[i])
+            res = self._mesh.process(img)
+            if res.multi_face_landmarks:
+                out[i] = _landmarks_to_array(res.multi_face_landmarks[0], w, h)
+                source[i] = SOURCE_MESH
+                prev_fallback = None
+                continue
+            if not self.fallback:
+                continue
+            pts = self._fallback(img, prev_fallback)
+            if pts is None and prev_fallback is not None:
+                pts = self._fallback(img, None)
+            if pts is not None:
+                out[i] = pts
+                source[i] = SOURCE_FALLBACK
+            prev_fallback = pts
+        return out, source
+
+    def _fallback(self, img: np.ndarray, prev: np.ndarray | None) -> np.ndarray | None:
+        import cv2
+
+        h, w = img.shape[:2]
+        if prev is not None:
+            x0, y0 = prev.min(axis=0)
+            x1, y1 = prev.max(axis=0)
+        else:
+            res = self._detector.process(img)
+            if not res.detections:
+                return None
+            best = max(res.detections, key=lambda d: d.score[0])
+            box = best.location_data.relative_bounding_box
+            x0, y0 = box.xmin * w, box.ymin * h
+            x1, y1 = x0 + box.width * w, y0 + box.height * h
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        side = max(x1 - x0, y1 - y0) * _FALLBACK_MARGIN
+        if side < 8:
+            return None
+        scale = max(1.0, _FALLBACK_MIN_SIDE / side)
+        out_side = int(round(side * scale))
+        # dst pixel j (centre convention) <- src pixel (cx - side/2 - 0.5 + (j + 0.5) / scale)
+        m = np.array([[1 / scale, 0, cx - side / 2 - 0.5 + 0.5 / scale],
+                      [0, 1 / scale, cy - side / 2 - 0.5 + 0.5 / scale]], dtype=np.float64)
+        crop = cv2.warpAffine(img, m, (out_side, out_side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        res = self._static_mesh.process(crop)
+        if not res.multi_face_landmarks:
+            return None
+        pts = _landmarks_to_array(res.multi_face_landmarks[0], out_side, out_side).astype(np.float64)
+        pts = pts @ m[:, :2].T + m[:, 2]
+        return pts.astype(np.float32)
+
+
+def eye_mouth_points(landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """[..., 478, 2] -> eye centres and mouth corners [..., 2] in the FFHQ script's naming (image left/right)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    return {
+        "eye_left": lm[..., RIGHT_EYE_CONTOUR, :].mean(axis=-2),
+        "eye_right": lm[..., LEFT_EYE_CONTOUR, :].mean(axis=-2),
+        "mouth_left": lm[..., MOUTH_LEFT_CORNER, :],
+        "mouth_right": lm[..., MOUTH_RIGHT_CORNER, :],
+    }

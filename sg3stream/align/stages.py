@@ -1,0 +1,302 @@
+"""The two alignment stages of the pipeline.
+
+LandmarkStage (executor "process"): mediapipe face mesh in tracking mode over each batch (a contiguous chunk of
+frames; the tracker restarts at every batch so batches are independent), with the full-range-detector fallback for
+small faces. Attaches:
+
+  landmarks        [N,478,2] float32  source-frame pixels (OpenCV convention, pixel centres at integers), NaN if none
+  detected         [N] bool           landmarks were found in this frame
+  landmark_source  [N] uint8          0 none, 1 face mesh, 2 fallback (full-range detector + mesh on the crop)
+
+AlignStage (executor "thread"): needs the keys above. Bridges short gaps, smooths quads over a bounded window
+(holds batches back until it has seen `lookahead` frames past them; `flush()` releases the rest), warps the
+aligned and the unaligned crops and computes the generator transforms. Attaches (S = `size`):
+
+  detected      [N] bool          unchanged: False for bridged frames too -> later stages pass the frame through
+  has_quad      [N] bool          detected or bridged: the quads/crops/transform below are valid.
+                                  False -> quads and transform are NaN, images are black: pass the frame through
+  bridged       [N] bool          the quad was interpolated across a gap of at most `max_gap` frames
+  aligned_quad  [N,4,2] float32   source pixels, FFHQ corner order TL, BL, BR, TR of the aligned image
+  crop_quad     [N,4,2] float32   same, of the unaligned crop (axis-aligned square); paste-back warps the
+                                  generator output back into the frame with this quad
+  aligned       [N,S,S,3] uint8   the FFHQ-aligned crop (encoder input)
+  crop          [N,S,S,3] uint8   the unaligned crop (what the generator renders with `transform`; PTI target)
+  transform     [N,3,3] float32   StyleGAN3 synthesis.input.transform: crop coords -> aligned coords (transforms.py)
+  rotation_deg  [N] float32       reference-style angle (positive = face turned counter-clockwise on screen)
+  translation   [N,2] float32     aligned centre in the crop, normalised crop units
+  scale         [N] float32       aligned quad size / crop quad size
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Literal
+
+import numpy as np
+
+from sg3stream.errors import UserError
+from sg3stream.pipeline.batch import FrameBatch
+from sg3stream.pipeline.stage import Stage
+
+from .artifacts import AlignmentWriter
+from .ffhq import axis_aligned, ffhq_params, params_to_quad, warp_quads
+from .landmarks import NUM_LANDMARKS, LandmarkDetector
+from .track import bridge_gaps, smooth, window_radius
+from .transforms import generator_transforms
+
+
+def default_workers() -> int:
+    """One landmark process per core available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LandmarkStage(Stage):
+    """mediapipe face mesh landmarks, one contiguous batch at a time, in a pool of `workers` processes."""
+
+    name = "landmarks"
+    executor = "process"
+
+    def __init__(self, workers: int | None = None, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5, fallback: bool = True):
+        if workers is not None and workers < 1:
+            raise UserError(f"the landmark worker count must be at least 1 (got {workers})")
+        self.processes = workers or default_workers()
+        self.min_detection_confidence = min_detection_confidence
+        self.min_tracking_confidence = min_tracking_confidence
+        self.fallback = fallback
+        self._detector: LandmarkDetector | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_detector"] = None  # the mediapipe graphs are built in each worker by setup()
+        return state
+
+    def setup(self) -> None:
+        if self._detector is None:
+            self._detector = LandmarkDetector(self.min_detection_confidence, self.min_tracking_confidence,
+                                              self.fallback)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        self.setup()
+        landmarks, source = self._detector.detect_chunk(batch.frames)
+        data = dict(batch.data)
+        data["landmarks"] = landmarks
+        data["detected"] = source > 0
+        data["landmark_source"] = source
+        return batch.replace(data=data)
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
+
+
+class AlignStage(Stage):
+    """FFHQ alignment, unaligned crop and generator transforms, with gap bridging and temporal smoothing.
+
+    size: side of the aligned and unaligned crops (the encoder/generator input), default 256.
+    crop: "smooth" (default) the crop follows the head: the aligned quad made axis-aligned, smoothed over time with
+          `crop_smoothing`; "fixed" the first face's crop for the whole clip (the stylegan3-editing video
+          reference).
+    align_smoothing: sigma in frames of the smoothing of the aligned quads (0 = off).
+    crop_smoothing: sigma in frames of the smoothing of the crop quad with crop="smooth" (0 = off).
+    max_gap: longest run of frames without a face that is bridged by interpolating the neighbouring quads.
+    artifacts_dir: where to write alignment.npz at the end of the stream (None: not written).
+    crop_axis_aligned: True (default): the crop is the aligned quad without its rotation (stylegan3-editing's
+          get_fixed_cropping_transformation), so the transform carries the head's roll. False: the crop is the
+          aligned quad itself, rotation included (what the reference's video_handler does with the first frame).
+    enable_padding: the FFHQ recipe's reflect-padding and blur where a quad leaves the frame.
+    """
+
+    name = "align"
+    executor = "thread"
+
+    def __init__(self, size: int = 256, crop: Literal["fixed", "smooth"] = "smooth", align_smoothing: float = 1.0,
+                 crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
+                 crop_axis_aligned: bool = True, enable_padding: bool = True):
+        if crop not in ("fixed", "smooth"):
+            raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
+        if not (isinstance(size, int) and 16 <= size <= 4096):
+            raise UserError(f"the crop size must be an integer between 16 and 4096 (got {size!r})")
+        if align_smoothing < 0 or crop_smoothing < 0:
+            raise UserError("--align-smoothing and the crop smoothing must be 0 (off) or a positive number of frames")
+        if align_smoothing > 50 or crop_smoothing > 50:
+            raise UserError("smoothing sigmas above 50 frames are not supported (the window would hold too many "
+                            "frames in memory)")
+        if max_gap < 0:
+            raise UserError(f"the maximum bridged gap must be 0 or more frames (got {max_gap})")
+        self.size = size
+        self.crop = crop
+        self.align_smoothing = float(align_smoothing)
+        self.crop_smoothing = float(crop_smoothing)
+        self.max_gap = int(max_gap)
+        self.artifacts_dir = artifacts_dir
+        self.crop_axis_aligned = crop_axis_aligned
+        self.enable_padding = enable_padding
+        self._reset()
+
+    # --- bookkeeping -------------------------------------------------------------------------------------------
+    @property
+    def radius(self) -> int:
+        crop_sigma = self.crop_smoothing if self.crop == "smooth" else 0.0
+        return max(window_radius(self.align_smoothing), window_radius(crop_sigma))
+
+    @property
+    def lookahead(self) -> int:
+        """Frames that must have been seen after a frame before it can be released."""
+        return self.radius + self.max_gap + 1
+
+    def _reset(self) -> None:
+        self._pending: deque[FrameBatch] = deque()
+        self._params = np.zeros((0, 4))  # raw FFHQ params of the window's frames (NaN: no face)
+        self._win_start = 0  # stream position of the window's first frame
+        self._seen = 0  # frames received
+        self._released = 0  # frames released
+        self._any_face = False
+        self._fixed_crop: np.ndarray | None = None
+        self._writer: AlignmentWriter | None = None
+
+    def setup(self) -> None:
+        self._reset()
+        if self.artifacts_dir is not None:
+            self._writer = AlignmentWriter(self.artifacts_dir)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch | None:
+        if "landmarks" not in batch.data:
+            raise RuntimeError("AlignStage needs the 'landmarks' of LandmarkStage")
+        if self._writer is None and self.artifacts_dir is not None:
+            self._writer = AlignmentWriter(self.artifacts_dir)
+        lm = np.asarray(batch.data["landmarks"], dtype=np.float32)
+        detected = np.asarray(batch.data.get("detected", np.isfinite(lm).all(axis=(1, 2))), dtype=bool)
+        params = np.full((len(batch), 4), np.nan)
+        if detected.any():
+            params[detected] = ffhq_params(lm[detected])
+            detected = detected & np.isfinite(params).all(axis=1)
+            params[~detected] = np.nan
+            self._any_face |= bool(detected.any())
+        self._params = np.concatenate([self._params, params])
+        self._pending.append(batch)
+        self._seen += len(batch)
+        return self._release(final=False)
+
+    def flush(self) -> list[FrameBatch]:
+        out = self._release(final=True)
+        if not self._any_face:
+            if self._writer is not None:
+                self._writer.discard()
+                self._writer = None
+            raise UserError(f"no face was found in any of the {self._seen} frames of the clip "
+                            "(sg3stream needs a visible face; check the input video)")
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return [out] if out is not None else []
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+
+    # --- the work ----------------------------------------------------------------------------------------------
+    def _release(self, final: bool) -> FrameBatch | None:
+        ready: list[FrameBatch] = []
+        end = self._released
+        for b in self._pending:
+            if final or end + len(b) - 1 + self.lookahead < self._seen:
+                ready.append(b)
+                end += len(b)
+            else:
+                break
+        if not ready:
+            return None
+        for _ in ready:
+            self._pending.popleft()
+        batch = ready[0] if len(ready) == 1 else _concat(ready)
+
+        raw = self._params
+        valid = np.isfinite(raw).all(axis=1)
+        bridged_params, bridged = bridge_gaps(raw, valid, self.max_gap, closed_right=final)
+        # A gap that reaches the end of the window is not bridged unless the stream ended (bridge_gaps only fills
+        # gaps with a face on both sides, so an open gap at the end stays NaN; nothing to do for closed_right).
+        has_quad = valid | bridged
+        aligned = smooth(bridged_params, has_quad, self.align_smoothing)
+
+        lo = self._released - self._win_start
+        hi = lo + len(batch)
+        sl = slice(lo, hi)
+        if self.crop == "smooth":
+            base = axis_aligned(bridged_params) if self.crop_axis_aligned else bridged_params
+            crop = smooth(base, has_quad, self.crop_smoothing)[sl]
+        else:
+            crop = np.full((len(batch), 4), np.nan)
+            if self._fixed_crop is None:
+                first = np.flatnonzero(has_quad[sl])
+                if len(first):
+                    p = aligned[sl][first[0]]
+                    self._fixed_crop = axis_aligned(p) if self.crop_axis_aligned else p
+            if self._fixed_crop is not None:
+                crop[:] = self._fixed_crop
+            crop[~has_quad[sl]] = np.nan
+
+        out = self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl])
+        self._released += len(batch)
+
+        # Keep the history the next frames' bridging and smoothing can reach: radius + max_gap + 1 frames.
+        keep_from = max(self._win_start, self._released - self.lookahead)
+        self._params = self._params[keep_from - self._win_start:]
+        self._win_start = keep_from
+        return out
+
+    def _outputs(self, batch: FrameBatch, aligned_params: np.ndarray, crop_params: np.ndarray,
+                 has_quad: np.ndarray, bridged: np.ndarray) -> FrameBatch:
+        n = len(batch)
+        aligned_quad = params_to_quad(aligned_params).astype(np.float32)
+        crop_quad = params_to_quad(crop_params).astype(np.float32)
+        aligned_quad[~has_quad] = np.nan
+        crop_quad[~has_quad] = np.nan
+        tf = generator_transforms(aligned_quad, crop_quad)
+        data = dict(batch.data)
+        detected = np.asarray(data.get("detected", np.zeros(n, bool)), dtype=bool) & ~bridged
+        lm = np.asarray(data.get("landmarks", np.full((n, NUM_LANDMARKS, 2), np.nan)), dtype=np.float32)
+        data.update(
+            detected=detected,
+            has_quad=has_quad.copy(),
+            bridged=bridged.copy(),
+            aligned_quad=aligned_quad,
+            crop_quad=crop_quad,
+            aligned=warp_quads(batch.frames, aligned_quad, self.size, has_quad, self.enable_padding),
+            crop=warp_quads(batch.frames, crop_quad, self.size, has_quad, self.enable_padding),
+            **tf,
+        )
+        if self._writer is not None:
+            self._writer.append(dict(
+                frame_index=np.asarray(batch.index, dtype=np.int64),
+                detected=detected,
+                has_quad=has_quad,
+                landmark_source=np.asarray(data.get("landmark_source", detected.astype(np.uint8)), np.uint8),
+                landmarks=lm,
+                aligned_quad=aligned_quad,
+                crop_quad=crop_quad,
+                **tf,
+            ))
+        return batch.replace(data=data)
+
+
+def _concat(batches: list[FrameBatch]) -> FrameBatch:
+    """Several consecutive batches as one (when one incoming batch makes more than one held batch ready)."""
+    data = {}
+    for key, value in batches[0].data.items():
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == len(batches[0]):
+            data[key] = np.concatenate([b.data[key] for b in batches])
+        else:
+            data[key] = value
+    return FrameBatch(
+        frames=np.concatenate([b.frames for b in batches]),
+        index=np.concatenate([b.index for b in batches]),
+        pts=np.concatenate([b.pts for b in batches]),
+        time_base=batches[0].time_base,
+        data=data,
+    )
