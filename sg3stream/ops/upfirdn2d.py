@@ -1,0 +1,68 @@
+"""upfirdn2d: upsample (zero insertion), pad, FIR filter, downsample — fast torch reference implementation.
+
+Same signature and semantics as the official custom op `torch_utils.ops.upfirdn2d.upfirdn2d`:
+  f None   -> identity filter
+  f 1-D    -> separable filter, applied along x and then y, each pass with sqrt(gain)
+  f 2-D    -> non-separable filter [fh, fw], applied with gain
+The filter is convolved (not correlated) unless flip_filter=True.
+
+Why it is fast: upsampling is a strided transposed convolution (no zeros are ever multiplied), downsampling a
+strided convolution (dropped samples are never computed), and every pass is one depthwise convolution.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._args import parse_padding, parse_scaling
+
+
+def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
+    upx, upy = parse_scaling(up)
+    downx, downy = parse_scaling(down)
+    px0, px1, py0, py1 = parse_padding(padding)
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    f = f.to(device=x.device)
+
+    if f.ndim == 1:
+        f = f * (float(gain) ** 0.5)
+        x = _fir_pass(x, f.reshape(1, -1), upx, downx, px0, px1, 1, 1, 0, 0, flip_filter)
+        return _fir_pass(x, f.reshape(-1, 1), 1, 1, 0, 0, upy, downy, py0, py1, flip_filter)
+    if f.ndim != 2:
+        raise ValueError(f"filter must be None, 1-D or 2-D, got shape {tuple(f.shape)}")
+    return _fir_pass(x, f * float(gain), upx, downx, px0, px1, upy, downy, py0, py1, flip_filter)
+
+
+def _fir_pass(x, f2d, upx, downx, px0, px1, upy, downy, py0, py1, flip_filter):
+    """One depthwise pass with a 2-D filter [fh, fw] (a row or column for the separable passes)."""
+    n, c, h, w = x.shape
+    fh, fw = f2d.shape
+    out_w = w * upx + px0 + px1 - fw + 1
+    out_h = h * upy + py0 + py1 - fh + 1
+    if out_w < 1 or out_h < 1:
+        raise ValueError(f"upfirdn2d: output would be empty ({out_h}x{out_w}); input too small for filter/padding")
+    # The correlation kernel that conv2d needs is the flipped filter (the op convolves).
+    corr = f2d if flip_filter else f2d.flip([0, 1])
+    corr = corr.to(x.dtype)
+
+    if fh == 1 and fw == 1:
+        # Identity-size filter: just scale, zero-insert, pad and subsample.
+        x = x * corr[0, 0]
+        if upx > 1 or upy > 1:
+            x = x.reshape(n, c, h, 1, w, 1)
+            x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(n, c, h * upy, w * upx)
+        return F.pad(x, [px0, px1, py0, py1])[:, :, ::downy, ::downx]
+
+    if upx == 1 and upy == 1:
+        x = F.pad(x, [px0, px1, py0, py1])  # negative values crop
+        weight = corr.reshape(1, 1, fh, fw).expand(c, 1, fh, fw)
+        return F.conv2d(x, weight, stride=(downy, downx), groups=c)
+
+    # Transposed conv: z[k] = sum_q x[q] * h[k - up*q] with h the unflipped convolution kernel equals zero insertion
+    # followed by convolution; the zero-inserted, padded reference output y[j] is z[j + (taps - 1) - pad_lo].
+    weight = corr.flip([0, 1]).reshape(1, 1, fh, fw).expand(c, 1, fh, fw)
+    z = F.conv_transpose2d(x, weight, stride=(upy, upx), groups=c)
+    sx, sy = fw - 1 - px0, fh - 1 - py0
+    z = F.pad(z, [-sx, out_w - z.shape[3] + sx, -sy, out_h - z.shape[2] + sy])
+    return z[:, :, ::downy, ::downx]
