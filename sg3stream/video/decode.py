@@ -42,10 +42,16 @@ class FrameReader:
         self.decoder = decoder
         self.info: VideoInfo = probe(path)
         self.frames_read = 0
+        self.first_pts = self.last_pts = 0
         self.complete = True
 
     def __iter__(self) -> Iterator[FrameBatch]:
-        frames = self._iter_pyav() if self.decoder == "pyav" else self._iter_decord()
+        decoder = self.decoder
+        if decoder == "decord" and self.info.rotation:
+            # decord ignores the display matrix and mis-sizes rotated frames: PyAV gets them right.
+            log.warning("%s has rotation metadata, which decord cannot handle: decoding with PyAV", self.path)
+            decoder = "pyav"
+        frames = self._iter_pyav() if decoder == "pyav" else self._iter_decord()
         chunk: list[tuple[np.ndarray, int]] = []
         for image, pts in frames:
             chunk.append((image, pts))
@@ -56,15 +62,29 @@ class FrameReader:
             yield self._batch(chunk)
         if self.frames_read == 0:
             raise UserError(f"no frames could be decoded from {self.path}")
-        announced = self.info.frames
-        if self.complete and announced and self.frames_read < announced:
+        if self.complete:
+            self._check_length()
+
+    def _check_length(self) -> None:
+        """Warn when fewer frames came out than the header announces, or they end well before its duration."""
+        info, missing = self.info, None
+        if info.frames and self.frames_read < info.frames:
+            missing = f"read {self.frames_read} of the {info.frames} frames its header announces"
+        elif info.duration and info.fps > 0:
+            covered = float((self.last_pts - self.first_pts) * info.time_base) + 1 / info.fps
+            if covered < info.duration - max(3 / info.fps, 0.05 * info.duration):
+                missing = (f"read {self.frames_read} frames covering {covered:.2f} s of the {info.duration:.2f} s "
+                           "its header announces")
+        if missing:
             self.complete = False
-            log.warning("%s: read %d of the %d frames its header announces (truncated file?)",
-                        self.path, self.frames_read, announced)
+            log.warning("%s: %s (truncated file?)", self.path, missing)
 
     def _batch(self, chunk: list[tuple[np.ndarray, int]]) -> FrameBatch:
         start = self.frames_read
         self.frames_read += len(chunk)
+        if start == 0:
+            self.first_pts = chunk[0][1]
+        self.last_pts = chunk[-1][1]
         return FrameBatch(
             frames=np.stack([c[0] for c in chunk]),
             index=np.arange(start, start + len(chunk), dtype=np.int64),

@@ -7,6 +7,7 @@ container cannot hold the input's audio codec.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 from fractions import Fraction
@@ -22,6 +23,8 @@ log = logging.getLogger("sg3stream")
 
 # Codecs that take a constant-rate-factor quality setting.
 CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9"}
+# FFmpeg's default channel order for a channel count, for audio that comes without one.
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 
 def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None = None) -> Path:
@@ -53,15 +56,18 @@ class AudioCopier:
 
     def __init__(self, input_path: str | os.PathLike, output: av.container.OutputContainer):
         self.source = av.open(str(input_path), metadata_errors="ignore")
-        self.routes = {}  # input stream index -> (output stream, re-encode?)
+        self.routes = {}  # input stream index -> (output stream, resampler when re-encoding else None)
         for stream in self.source.streams.audio:
             name = stream.codec_context.name
-            if name in output.supported_codecs:
-                self.routes[stream.index] = (output.add_stream_from_template(stream), False)
+            if name in output.supported_codecs and _copy_works(input_path, stream.index, output.format.name):
+                self.routes[stream.index] = (output.add_stream_from_template(stream), None)
             else:
-                out = output.add_stream("aac", rate=stream.codec_context.sample_rate)
+                # name the layout: AAC in MP4 refuses an unordered "2 channels" layout (e.g. from PCM in MKV)
+                layout = DEFAULT_LAYOUTS.get(stream.codec_context.channels, stream.codec_context.layout.name)
+                rate = stream.codec_context.sample_rate
+                out = output.add_stream("aac", rate=rate, layout=layout)
                 log.warning("audio codec %s cannot go into %s: re-encoding to AAC", name, output.format.name)
-                self.routes[stream.index] = (out, True)
+                self.routes[stream.index] = (out, av.AudioResampler(format="fltp", layout=layout, rate=rate))
         self.output = output
         self.packets = self.source.demux(self.source.streams.audio) if self.routes else iter(())
         self.pending = None
@@ -81,23 +87,47 @@ class AudioCopier:
             if until_seconds is not None and t is not None and t > until_seconds:
                 self.pending = packet
                 return
-            out, reencode = self.routes[packet.stream.index]
-            if reencode:
+            out, resampler = self.routes[packet.stream.index]
+            if resampler is not None:
                 for frame in packet.decode():
-                    frame.pts = None  # let the encoder number samples itself
-                    self.output.mux(out.encode(frame))
+                    for resampled in resampler.resample(frame):
+                        self.output.mux(out.encode(resampled))
             else:
                 packet.stream = out
                 self.output.mux(packet)
 
     def _finish(self) -> None:
-        for out, reencode in self.routes.values():
-            if reencode:
+        for out, resampler in self.routes.values():
+            if resampler is not None:
+                for resampled in resampler.resample(None):
+                    self.output.mux(out.encode(resampled))
                 self.output.mux(out.encode(None))
         self.done = True
 
     def close(self) -> None:
         self.source.close()
+
+
+def _copy_works(input_path, stream_index: int, format_name: str) -> bool:
+    """Try copying the stream's first packets into an in-memory container of the output's format.
+
+    A muxer may list a codec and still refuse its parameters when writing the trailer (PCM in MP4 without
+    a channel order, say): trying is the only reliable test, and it costs a few packets.
+    """
+    try:
+        with av.open(str(input_path), metadata_errors="ignore") as source:
+            stream = source.streams[stream_index]
+            buffer = io.BytesIO()
+            with av.open(buffer, "w", format=format_name.split(",")[0]) as sink:
+                out = sink.add_stream_from_template(stream)
+                for i, packet in enumerate(source.demux(stream)):
+                    if packet.size == 0 or i >= 4:
+                        break
+                    packet.stream = out
+                    sink.mux(packet)
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
 
 
 class VideoWriter:
