@@ -22,8 +22,8 @@ irises move with gaze, which would make the crop follow the eyes' direction.
 
 Small faces: the mesh's own detector is mediapipe's short-range model, which misses faces smaller than ~10% of
 the frame. When the mesh finds nothing, `LandmarkDetector` falls back to the full-range face detector
-(model_selection=1) on the whole frame (or, when the previous frame was found this way, to the region around the
-previous frame's landmarks), crops that region with a margin, upscales it, runs a static mesh on it and maps the
+(model_selection=1) on the whole frame and then on overlapping square tiles (or, when the previous frame was found
+this way, to the region around the previous frame's landmarks), crops that region with a margin, upscales it, runs a static mesh on it and maps the
 points back to the frame.
 """
 from __future__ import annotations
@@ -61,10 +61,11 @@ class LandmarkDetector:
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 fallback: bool = True):
+                 fallback: bool = True, fallback_tiles: bool = True):
         import mediapipe as mp
 
         self.fallback = fallback
+        self.fallback_tiles = fallback_tiles
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=False, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
@@ -108,6 +109,22 @@ class LandmarkDetector:
             prev_fallback = pts
         return out, source
 
+    def _detect_box(self, img: np.ndarray) -> tuple[float, float, float, float] | None:
+        """A full-range detection box (x0, y0, x1, y1): the most confident one of the first region that has any,
+        trying the whole frame, then overlapping square tiles (the detector sees its input at 192x192, so a small
+        face in a large frame is often only found at tile resolution)."""
+        h, w = img.shape[:2]
+        regions = [(0, 0, w, h)] + ([(x, y, s, s) for x, y, s in _tiles(w, h)] if self.fallback_tiles else [])
+        for rx, ry, rw, rh in regions:
+            sub = img if (rw, rh) == (w, h) else np.ascontiguousarray(img[ry:ry + rh, rx:rx + rw])
+            res = self._detector.process(sub)
+            if res.detections:
+                best = max(res.detections, key=lambda d: d.score[0])
+                box = best.location_data.relative_bounding_box
+                x0, y0 = rx + box.xmin * rw, ry + box.ymin * rh
+                return x0, y0, x0 + box.width * rw, y0 + box.height * rh
+        return None
+
     def _fallback(self, img: np.ndarray, prev: np.ndarray | None) -> np.ndarray | None:
         import cv2
 
@@ -116,13 +133,10 @@ class LandmarkDetector:
             x0, y0 = prev.min(axis=0)
             x1, y1 = prev.max(axis=0)
         else:
-            res = self._detector.process(img)
-            if not res.detections:
+            box = self._detect_box(img)
+            if box is None:
                 return None
-            best = max(res.detections, key=lambda d: d.score[0])
-            box = best.location_data.relative_bounding_box
-            x0, y0 = box.xmin * w, box.ymin * h
-            x1, y1 = x0 + box.width * w, y0 + box.height * h
+            x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         side = max(x1 - x0, y1 - y0) * _FALLBACK_MARGIN
         if side < 8:
@@ -140,6 +154,21 @@ class LandmarkDetector:
         pts = _landmarks_to_array(res.multi_face_landmarks[0], out_side, out_side).astype(np.float64)
         pts = pts @ m[:, :2].T + m[:, 2]
         return pts.astype(np.float32)
+
+
+def _tiles(w: int, h: int) -> list[tuple[int, int, int]]:
+    """Overlapping square tiles (x, y, side) covering a frame, 60% of its short side each."""
+    side = max(64, int(min(w, h) * 0.6))
+    if side >= max(w, h):
+        return []
+    step = int(side * 0.75)
+    xs = list(range(0, max(w - side, 0) + 1, step))
+    ys = list(range(0, max(h - side, 0) + 1, step))
+    if xs[-1] + side < w:
+        xs.append(w - side)
+    if ys[-1] + side < h:
+        ys.append(h - side)
+    return [(x, y, side) for y in ys for x in xs]
 
 
 def eye_mouth_points(landmarks: np.ndarray) -> dict[str, np.ndarray]:

@@ -54,19 +54,27 @@ def default_workers() -> int:
 
 
 class LandmarkStage(Stage):
-    """mediapipe face mesh landmarks, one contiguous batch at a time, in a pool of `workers` processes."""
+    """mediapipe face mesh landmarks, one contiguous batch at a time, in a pool of `workers` processes.
+
+    workers: landmark processes (default: one per available core).
+    min_detection_confidence, min_tracking_confidence: mediapipe's thresholds.
+    fallback: when the mesh finds no face, try the full-range detector and a mesh on the detected region.
+    fallback_tiles: let the fallback detector also look at overlapping tiles of the frame (smaller faces, but a
+        frame without any face then costs one detector run per tile).
+    """
 
     name = "landmarks"
     executor = "process"
 
     def __init__(self, workers: int | None = None, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, fallback: bool = True):
+                 min_tracking_confidence: float = 0.5, fallback: bool = True, fallback_tiles: bool = True):
         if workers is not None and workers < 1:
             raise UserError(f"the landmark worker count must be at least 1 (got {workers})")
         self.processes = workers or default_workers()
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
         self.fallback = fallback
+        self.fallback_tiles = fallback_tiles
         self._detector: LandmarkDetector | None = None
 
     def __getstate__(self):
@@ -77,7 +85,7 @@ class LandmarkStage(Stage):
     def setup(self) -> None:
         if self._detector is None:
             self._detector = LandmarkDetector(self.min_detection_confidence, self.min_tracking_confidence,
-                                              self.fallback)
+                                              self.fallback, self.fallback_tiles)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         self.setup()
