@@ -17,7 +17,7 @@ from .pipeline.runner import Pipeline
 from .pipeline.stage import Stage
 from .report import Reporter
 from .video.decode import FrameReader
-from .video.encode import VideoWriter, check_output_path
+from .video.encode import VideoWriter, check_codec, check_output_path
 
 
 @dataclass
@@ -46,6 +46,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     if options.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     output = check_output_path(options.output, options.input)
+    check_codec(options.codec)
     reader = FrameReader(options.input, batch_size=options.batch_size, decoder=options.decoder)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
     stages = build_stages(options)

@@ -56,7 +56,8 @@ def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence
 
 def write_clip(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25, pts: Sequence[int] | None = None,
                time_base: Fraction | None = None, rotation: int = 0, audio: str | None = "aac",
-               audio_rate: int = 44100, codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
+               audio_rate: int = 44100, codec: str = "libx264", pix_fmt: str = "yuv420p",
+               options: dict[str, str] | None = None) -> Path:
     """Encode frames (RGB uint8) with optional explicit pts (variable frame rate) and a 440 Hz tone.
 
     `audio` is an FFmpeg encoder name (aac, pcm_s16le, …) or None; the tone lasts as long as the video.
@@ -72,6 +73,7 @@ def write_clip(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 2
                 video = out.add_stream(codec, rate=rate)
                 video.height, video.width = image.shape[:2]
                 video.pix_fmt = pix_fmt
+                video.options = dict(options or {})
                 video.time_base = time_base
                 video.codec_context.time_base = time_base
                 if rotation:
@@ -106,3 +108,8 @@ def _write_tone(out, stream, seconds: float, rate: int) -> None:
             out.mux(packet)
     for packet in stream.encode(None):
         out.mux(packet)
+
+
+def make_sample_clip(path: str | Path) -> Path:
+    """The bundled sample (sg3stream/data/sample.mp4): 3 s of the face moving, 480x360, 25 fps, with a tone."""
+    return write_clip(path, face_frames(75, 480, 360), fps=25, options={"crf": "26", "preset": "slow"})

@@ -35,8 +35,11 @@ def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"output folder is not writable: {folder}")
+    try:  # try it: permission bits say nothing for root, read-only mounts and the like
+        temporary_path(output).touch()
+        temporary_path(output).unlink()
+    except OSError as e:
+        raise UserError(f"output folder is not writable: {folder} ({e.strerror})") from e
     if input is not None and Path(input).exists():
         same = output.exists() and os.path.samefile(output, input)
         if same or output.resolve() == Path(input).resolve():
@@ -44,6 +47,16 @@ def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None
     if not output.suffix:
         raise UserError(f"output needs a file extension that names the container (.mp4, .mkv, .mov): {output}")
     return output
+
+
+def check_codec(codec: str) -> None:
+    """Refuse an encoder this FFmpeg build lacks before any work starts."""
+    try:
+        found = av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as e:
+        raise UserError(f"unknown or unavailable video encoder '{codec}' (try libx264, libx265, mpeg4)") from e
+    if found.type != "video":
+        raise UserError(f"'{codec}' is a {found.type} encoder, not a video encoder")
 
 
 def temporary_path(output: Path) -> Path:
