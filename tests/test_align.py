@@ -363,3 +363,12 @@ def test_pipeline_with_process_pool_and_artifacts(clip, tmp_path):
     err = _quad_err(z["aligned_quad"].astype(float), _truth_quads(clip))
     assert err.max() < 0.03
     assert not list(tmp_path.glob(".*part"))
+
+
+def test_oriented_crop_is_the_aligned_quad(clip):
+    # crop_axis_aligned=False + crop="fixed": the reference video handler's crop (the first frame's aligned quad)
+    out = _run_align(AlignStage(crop="fixed", align_smoothing=0, crop_axis_aligned=False), clip["lm_batches"])
+    np.testing.assert_allclose(_cat(out, "crop_quad")[0], _cat(out, "aligned_quad")[0], atol=1e-3)
+    tf = _cat(out, "transform")
+    np.testing.assert_allclose(tf[0], np.eye(3), atol=1e-4)
+    assert abs(_cat(out, "rotation_deg")[-1] - (clip["thetas"][-1] - clip["thetas"][0])) < 2.0
