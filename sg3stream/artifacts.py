@@ -35,6 +35,10 @@ class Artifacts:
     def write_npz(self, name: str, **arrays: np.ndarray) -> Path:
         return self._atomic(name, lambda f: np.savez_compressed(f, **arrays))
 
+    def open_npy_stream(self, name: str) -> "NpyStream":
+        """An .npy file written row block by row block (constant memory), complete only after close()."""
+        return NpyStream(self.path(name))
+
     def _atomic(self, name: str, write) -> Path:
         target = self.path(name)
         tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -53,3 +57,47 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+class NpyStream:
+    """Appends [n, ...] blocks to an .npy file whose first dimension grows; close() fixes the header and renames.
+
+    The header is written with room to spare and rewritten at the end, so nothing is held in memory.
+    """
+
+    HEADER_BYTES = 256
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        self.file = open(self.tmp, "wb")
+        self.file.write(b"\0" * self.HEADER_BYTES)
+        self.rows = 0
+        self.row_shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype | None = None
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block)
+        if self.row_shape is None:
+            self.row_shape, self.dtype = block.shape[1:], block.dtype
+        if block.shape[1:] != self.row_shape or block.dtype != self.dtype:
+            raise ValueError(f"{self.target.name}: block {block.shape} {block.dtype} does not match "
+                             f"rows {self.row_shape} {self.dtype}")
+        self.file.write(block.tobytes())
+        self.rows += len(block)
+
+    def close(self) -> Path:
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype or np.dtype(np.float32)), "fortran_order": False,
+                  "shape": (self.rows, *(self.row_shape or ()))}
+        text = repr(header).encode("latin1")
+        prefix = b"\x93NUMPY\x01\x00"
+        pad = self.HEADER_BYTES - len(prefix) - 2 - len(text) - 1
+        self.file.seek(0)
+        self.file.write(prefix + np.uint16(len(text) + pad + 1).tobytes() + text + b" " * pad + b"\n")
+        self.file.close()
+        os.replace(self.tmp, self.target)
+        return self.target
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)

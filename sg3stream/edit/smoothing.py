@@ -1,0 +1,181 @@
+"""Temporal smoothing of the latents and the per-frame transforms, over a sliding window.
+
+The reference (stylegan3-editing, inversion/video/post_processing.py) does, over the whole clip:
+  1. fine layers (W+ index 9 and up) := their mean over the clip;
+  2. latents and transforms smoothed with the 5-tap kernel [1/4, 3/4, 1, 3/4, 1/4] / 3, keeping only the
+     frames where the whole kernel fits (two frames lost at each end).
+Here, so that hour-long clips stream in bounded memory and no frame is lost:
+  - the fine-layer mean of frame i is a *running mean with lookahead*: the mean over frames 0 .. i+L
+    (`fine_lookahead` L, default 60). For clips of at most L+1 frames this is exactly the reference's clip mean;
+    over longer clips it converges to it, and it changes by at most 1/(i+L) of a frame's deviation per frame,
+    so it never jitters. Memory: one running sum, plus L frames of lookahead.
+  - the kernel is the reference's 5-tap kernel, convolved with a Gaussian of `sigma` frames when sigma > 0; at
+    the clip's ends and next to frames without a face it uses the taps that exist, renormalised.
+  - transforms are smoothed as rotation angle (unwrapped), translation and scale, then rebuilt, not as raw
+    matrices (averaging rotation matrices shrinks them).
+Results depend on neither the batch size nor the queue size.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..pipeline.batch import FrameBatch
+from ..pipeline.stage import Stage
+
+REFERENCE_KERNEL = np.array([0.25, 0.75, 1.0, 0.75, 0.25]) / 3.0
+
+
+def temporal_kernel(sigma: float = 0.0) -> np.ndarray:
+    """The reference's 5-tap kernel, convolved with a Gaussian of `sigma` frames when sigma > 0."""
+    if sigma <= 0:
+        return REFERENCE_KERNEL.copy()
+    radius = int(np.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1)
+    gauss = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel = np.convolve(REFERENCE_KERNEL, gauss / gauss.sum())
+    return kernel / kernel.sum()
+
+
+def smooth_valid(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Smooth values[T, ...] at positions `centers` with `kernel`, using only valid frames, renormalised.
+
+    Invalid centres stay NaN. Missing taps (ends of the buffer, frames without a face) are left out and the
+    remaining weights rescaled to sum to one, so no frame is lost.
+    """
+    radius = len(kernel) // 2
+    out = np.full((len(centers),) + values.shape[1:], np.nan, dtype=np.float64)
+    flat = values.reshape(len(values), -1)
+    for k, c in enumerate(centers):
+        if not valid[c]:
+            continue
+        lo, hi = max(0, c - radius), min(len(values), c + radius + 1)
+        w = kernel[lo - c + radius:hi - c + radius] * valid[lo:hi]
+        sel = w > 0
+        out[k] = (w[sel, None] * flat[lo:hi][sel]).sum(axis=0).reshape(values.shape[1:]) / w[sel].sum()
+    return out
+
+
+def transform_from_params(rotation_deg: np.ndarray, translation: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Inverse of the decomposition in align/transforms.py: T = inv([[s cos a, s sin a, tx], [-s sin a, s cos a, ty],
+    [0, 0, 1]]), batched ([N], [N,2], [N] -> [N,3,3])."""
+    a = np.deg2rad(np.asarray(rotation_deg, dtype=np.float64))
+    s = np.asarray(scale, dtype=np.float64)
+    m = np.zeros(a.shape + (3, 3))
+    m[..., 0, 0] = m[..., 1, 1] = s * np.cos(a)
+    m[..., 0, 1] = s * np.sin(a)
+    m[..., 1, 0] = -s * np.sin(a)
+    m[..., 0:2, 2] = translation
+    m[..., 2, 2] = 1.0
+    ok = np.isfinite(m).all(axis=(-2, -1))
+    out = np.full_like(m, np.nan)
+    out[ok] = np.linalg.inv(m[ok])
+    return out
+
+
+class SmoothStage(Stage):
+    """Smooths `latents` [N,16,512] and the transform parameters of frames that have them.
+
+    Reads: latents (NaN rows for frames without a face), rotation_deg, translation, scale, has_latents.
+    Attaches: latents_smoothed [N,num_ws,w_dim] float32, transform_smoothed [N,3,3] float32 (NaN where no face).
+    Holds batches until `radius + fine_lookahead` frames past them have arrived (bounded memory).
+    """
+
+    name = "smooth"
+
+    def __init__(self, sigma: float = 0.0, fine_from: int = 9, fine_lookahead: int = 60, artifacts=None):
+        self.kernel = temporal_kernel(sigma)
+        self.radius = len(self.kernel) // 2
+        self.fine_from = fine_from
+        self.fine_lookahead = max(0, fine_lookahead)
+        self.artifacts = artifacts
+        self.pending: deque[FrameBatch] = deque()
+        # Per-frame rows from frame `base` on: the left context plus everything not yet emitted.
+        self.base = 0
+        self.rows: dict[str, list] = {k: [] for k in ("latents", "valid", "angle", "translation", "scale",
+                                                        "fine_sum", "fine_count")}
+        self.fine_sum = None
+        self.fine_count = 0
+        self.writer = None
+
+    def setup(self) -> None:
+        if self.artifacts is not None:
+            self.writer = self.artifacts.open_npy_stream("latents_smoothed.npy")
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch | None:
+        self._append(batch)
+        self.pending.append(batch)
+        ready = self._emit(final=False)
+        return ready
+
+    def flush(self) -> list[FrameBatch]:
+        out = []
+        while self.pending:
+            out.append(self._emit(final=True))
+        return out
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    # ---------------------------------------------------------------------------------------------------
+
+    def _append(self, batch: FrameBatch) -> None:
+        latents = np.asarray(batch.data["latents"], dtype=np.float64)
+        valid = np.asarray(batch.data["has_latents"], dtype=bool)
+        if self.fine_sum is None:
+            self.fine_sum = np.zeros(latents.shape[1:], dtype=np.float64)
+            self.fine_sum = self.fine_sum[self.fine_from:]
+        for i in range(len(batch)):
+            if valid[i]:
+                self.fine_sum = self.fine_sum + latents[i, self.fine_from:]
+                self.fine_count += 1
+            self.rows["latents"].append(latents[i])
+            self.rows["valid"].append(valid[i])
+            self.rows["angle"].append(float(batch.data["rotation_deg"][i]))
+            self.rows["translation"].append(np.asarray(batch.data["translation"][i], dtype=np.float64))
+            self.rows["scale"].append(float(batch.data["scale"][i]))
+            self.rows["fine_sum"].append(self.fine_sum)
+            self.rows["fine_count"].append(self.fine_count)
+
+    def _emit(self, final: bool) -> FrameBatch | None:
+        """Smooth and release the oldest pending batch if enough frames past it have arrived."""
+        batch = self.pending[0]
+        last_needed = int(batch.index[-1]) + max(self.radius, self.fine_lookahead)
+        received = self.base + len(self.rows["valid"]) - 1
+        if not final and received < last_needed:
+            return None
+        self.pending.popleft()
+        valid = np.array(self.rows["valid"])
+        latents = np.stack(self.rows["latents"])
+        centers = np.asarray(batch.index, dtype=np.int64) - self.base
+        smoothed = smooth_valid(latents, valid, self.kernel, centers)
+        # fine layers: running mean over frames 0 .. i + L (clamped to what exists)
+        for k, c in enumerate(centers):
+            if not valid[c]:
+                continue
+            j = min(c + self.fine_lookahead, len(valid) - 1)
+            smoothed[k, self.fine_from:] = self.rows["fine_sum"][j] / self.rows["fine_count"][j]
+        angles = np.degrees(np.unwrap(np.radians(np.nan_to_num(np.array(self.rows["angle"])))))
+        params = np.concatenate([angles[:, None], np.stack(self.rows["translation"]),
+                                 np.array(self.rows["scale"])[:, None]], axis=1)
+        p = smooth_valid(params, valid, self.kernel, centers)
+        transforms = transform_from_params(p[:, 0], p[:, 1:3], p[:, 3])
+        out = batch.replace()
+        out.data["latents_smoothed"] = smoothed.astype(np.float32)
+        out.data["transform_smoothed"] = transforms.astype(np.float32)
+        if self.writer is not None:
+            self.writer.write(out.data["latents_smoothed"])
+        self._drop_before(int(batch.index[-1]) + 1 - self.radius)
+        return out
+
+    def _drop_before(self, frame: int) -> None:
+        """Forget rows older than `frame` (the left context the next batch still needs is kept)."""
+        drop = frame - self.base
+        if drop <= 0:
+            return
+        for key in self.rows:
+            del self.rows[key][:drop]
+        self.base = frame
