@@ -54,6 +54,9 @@ def _fir_pass(x, f2d, upx, downx, px0, px1, upy, downy, py0, py1, flip_filter):
             x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(n, c, h * upy, w * upx)
         return F.pad(x, [px0, px1, py0, py1])[:, :, ::downy, ::downx]
 
+    # Depthwise convolutions run several times faster in channels-last layout on CPU (oneDNN).
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
     if upx == 1 and upy == 1:
         x = F.pad(x, [px0, px1, py0, py1])  # negative values crop
         weight = corr.reshape(1, 1, fh, fw).expand(c, 1, fh, fw)
