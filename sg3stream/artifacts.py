@@ -16,6 +16,7 @@ class Artifacts:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
+        self.streams: list[NpyStream] = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -36,8 +37,22 @@ class Artifacts:
         return self._atomic(name, lambda f: np.savez_compressed(f, **arrays))
 
     def open_npy_stream(self, name: str) -> "NpyStream":
-        """An .npy file written row block by row block (constant memory), complete only after close()."""
-        return NpyStream(self.path(name))
+        """An .npy file written block by block (constant memory); it appears when the run commits."""
+        stream = NpyStream(self.path(name))
+        self.streams.append(stream)
+        return stream
+
+    def commit(self) -> None:
+        """The run succeeded: finish the streamed files."""
+        for stream in self.streams:
+            stream.close()
+        self.streams = []
+
+    def abort(self) -> None:
+        """The run failed: drop the streamed files (nothing half-written is left)."""
+        for stream in self.streams:
+            stream.abort()
+        self.streams = []
 
     def _atomic(self, name: str, write) -> Path:
         target = self.path(name)

@@ -1,7 +1,9 @@
 """`sg3stream run`: one video in, one video out, through the chain of stages.
 
-`RunOptions` holds what the user asked for; `run_video` checks it, builds the stages, runs the pipeline,
-commits the output atomically and returns the summary that also goes into run.json.
+    decode -> landmarks -> align -> invert -> smooth -> edit -> render -> paste -> encode
+
+`RunOptions` holds what the user asked for; `run_video` checks it, builds the stages, runs the pipeline, commits
+the output (and the artifacts) atomically and returns the summary that also goes into run.json.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from .artifacts import Artifacts
 from .errors import UserError
 from .pipeline.runner import Pipeline
 from .pipeline.stage import Stage
+from .render.expand import Expansion
+from .render.stages import OUTPUT_MODES
 from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path
@@ -24,6 +28,7 @@ from .video.encode import VideoWriter, check_codec, check_output_path
 class RunOptions:
     input: Path
     output: Path
+    # video in and out, and the pipeline's shape
     decoder: str = "pyav"
     batch_size: int = 8
     queue_size: int = 4
@@ -31,15 +36,86 @@ class RunOptions:
     crf: int = 18
     preset: str = "fast"
     artifacts: Path | None = None
-    extra: dict = field(default_factory=dict)  # options of later stages, recorded in run.json
+    # models
+    encoder: str | None = None
+    generator: str | None = None
+    device: str = "auto"
+    engine: str = "torch"
+    n_iters: int = 3
+    # alignment
+    crop: str = "smooth"
+    align_smoothing: float = 1.0
+    landmark_workers: int | None = None
+    # smoothing and edits
+    smooth_sigma: float = 0.0
+    fine_layers: int = 9
+    fine_lookahead: int = 60
+    edits: list[str] = field(default_factory=list)
+    edit_ramp: bool = False
+    # rendering and output
+    expand: str | None = None
+    output_mode: str = "full"
+    passthrough: bool = False  # decode -> encode only (no model stages)
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-def build_stages(options: RunOptions) -> list[Stage]:
-    """The stages between decode and encode. Until the model stages land, none: frames pass unchanged."""
-    return []
+def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artifacts | None) -> tuple[list[Stage], dict]:
+    """The stages between decode and encode, and a description of the edits (for edits.json)."""
+    if options.passthrough:
+        return [], {}
+    from .align import AlignStage, LandmarkStage
+    from .edit.directions import DirectionCatalog
+    from .edit.smoothing import SmoothStage
+    from .edit.stage import EditStage
+    from .invert.stage import InvertStage
+    from .models.bundle import Models
+    from .render.stages import PasteStage, RenderStage
+
+    if options.output_mode not in OUTPUT_MODES:
+        raise UserError(f"--output-mode must be one of {', '.join(OUTPUT_MODES)}")
+    expansion = Expansion.parse(options.expand)
+    models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
+                    engine=options.engine)
+    generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
+    generator_file = Path(options.generator) if options.generator and Path(options.generator).is_file() else None
+    catalog = DirectionCatalog.for_generator(generator, demo=models.is_demo or options.generator == "demo",
+                                             generator_path=generator_file)
+    edits = [catalog.resolve(text) for text in options.edits]
+    if not 0 < options.fine_layers <= generator.num_ws:
+        raise UserError(f"--fine-layers must be between 1 and {generator.num_ws}")
+    stages: list[Stage] = [
+        LandmarkStage(workers=options.landmark_workers),
+        AlignStage(size=256, crop=options.crop, align_smoothing=options.align_smoothing,
+                   artifacts_dir=artifacts.folder if artifacts else None),
+        InvertStage(models, n_iters=options.n_iters, max_batch=options.batch_size, artifacts=artifacts),
+        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_lookahead=options.fine_lookahead,
+                    artifacts=artifacts),
+        EditStage(edits, ramp=options.edit_ramp, total_frames=total_frames),
+        RenderStage(models, expansion, max_batch=options.batch_size,
+                    with_reconstruction=options.output_mode == "side-by-side"),
+        PasteStage(generator.img_resolution, expansion, mode=options.output_mode),
+    ]
+    description = {
+        "generator": options.generator or ("demo" if models.is_demo else "from the encoder checkpoint"),
+        "encoder": options.encoder or "demo",
+        "demo": models.is_demo,
+        "ramp": options.edit_ramp,
+        "edits": [e.describe() for e in edits],
+        "available": catalog.names,
+        "expand": asdict(expansion),
+    }
+    return stages, description
+
+
+def estimated_frames(reader: FrameReader) -> int | None:
+    info = reader.info
+    if info.frames:
+        return info.frames
+    if info.duration and info.fps:
+        return int(round(info.duration * info.fps))
+    return None
 
 
 def run_video(options: RunOptions, reporter: Reporter) -> dict:
@@ -49,7 +125,8 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     check_codec(options.codec)
     reader = FrameReader(options.input, batch_size=options.batch_size, decoder=options.decoder)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
-    stages = build_stages(options)
+    total = estimated_frames(reader)
+    stages, edits = build_stages(options, total, artifacts)
     info = reader.info
     writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                          codec=options.codec, crf=options.crf, preset=options.preset)
@@ -60,12 +137,14 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         elapsed = time.perf_counter() - started
         reporter.progress(p.frames_done, p.frames_done / elapsed if elapsed > 0 else 0.0)
 
-    reporter.start(info.frames, f"{Path(options.input).name}")
+    reporter.start(total, f"{Path(options.input).name}")
     try:
         stats = pipeline.run(on_tick=tick)
         writer.commit()
     except BaseException:
         writer.abort()
+        if artifacts is not None:
+            artifacts.abort()
         raise
     finally:
         reporter.close()
@@ -81,6 +160,9 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         "stages": [s.to_dict() for s in stats],
     }
     if artifacts is not None:
+        artifacts.commit()
+        if edits:
+            artifacts.write_json("edits.json", edits)
         artifacts.write_json("run.json", {
             **summary,
             "options": options.to_dict(),
@@ -89,3 +171,4 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
             "versions": {"sg3stream": __version__, "python": platform.python_version()},
         })
     return summary
+

@@ -15,6 +15,23 @@ from .common import DEBUG_HELP, reported_errors
 def run(
     input: Path = typer.Argument(..., help="Video to process."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the result (.mp4, .mkv, .mov)."),
+    edit: list[str] = typer.Option([], "--edit", help="NAME[:STRENGTH], repeatable: a named direction of the "
+                                   "generator, a .npy (W) or .npz (StyleSpace) file, or s:LAYER:CHANNEL."),
+    edit_ramp: bool = typer.Option(False, "--edit-ramp", help="Ramp the edits' strength from 0 to full over the clip."),
+    expand: str = typer.Option(None, help="Field-of-view expansion LEFT,RIGHT,TOP,BOTTOM in generator pixels."),
+    output_mode: str = typer.Option("full", help="full (the edited frame), crop (the edited crop) or side-by-side "
+                                    "(input | reconstruction | edit)."),
+    encoder: str = typer.Option(None, help="ReStyle encoder checkpoint (path or cached name); default: demo."),
+    generator: str = typer.Option(None, help="Generator overriding the encoder's (path, cached name or demo)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    engine: str = typer.Option("torch", help="Encoder engine: torch, onnx or tensorrt."),
+    n_iters: int = typer.Option(3, help="ReStyle iterations per frame."),
+    crop: str = typer.Option("smooth", help="Crop of the frame: smooth (follows the head) or fixed (first frame's)."),
+    align_smoothing: float = typer.Option(1.0, help="Gaussian sigma (frames) smoothing the aligned quads; 0 = off."),
+    landmark_workers: int = typer.Option(None, help="Landmark processes (default: one per core)."),
+    smooth_sigma: float = typer.Option(0.0, help="Extra Gaussian smoothing (frames) of codes and transforms."),
+    fine_layers: int = typer.Option(9, help="W+ index from which layers are replaced by their running clip mean."),
+    passthrough: bool = typer.Option(False, "--passthrough", help="Only decode and encode (no face processing)."),
     decoder: str = typer.Option("pyav", help="Decoder: pyav or decord."),
     batch_size: int = typer.Option(8, help="Frames per batch flowing between stages."),
     queue_size: int = typer.Option(4, help="Batches each queue between two stages may hold."),
@@ -25,11 +42,15 @@ def run(
     log_format: str = typer.Option("rich", help="rich (progress bar) or json (JSON lines, for headless jobs)."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
-    """Process a video: decode, run the stages, encode with the input's timing and audio."""
+    """Invert and edit the face in a video; write the video back with its timing and audio."""
     with reported_errors(debug=debug):
         reporter = make_reporter(log_format)
     options = RunOptions(input=input, output=output, decoder=decoder, batch_size=batch_size, queue_size=queue_size,
-                         codec=codec, crf=crf, preset=preset, artifacts=artifacts)
+                         codec=codec, crf=crf, preset=preset, artifacts=artifacts, encoder=encoder,
+                         generator=generator, device=device, engine=engine, n_iters=n_iters, crop=crop,
+                         align_smoothing=align_smoothing, landmark_workers=landmark_workers,
+                         smooth_sigma=smooth_sigma, fine_layers=fine_layers, edits=list(edit), edit_ramp=edit_ramp,
+                         expand=expand, output_mode=output_mode, passthrough=passthrough)
     with reported_errors(reporter, debug), reporter.capturing_warnings():
         summary = run_video(options, reporter)
         reporter.finish(summary)

@@ -115,11 +115,6 @@ class SmoothStage(Stage):
             out.append(self._emit(final=True))
         return out
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
     # ---------------------------------------------------------------------------------------------------
 
     def _append(self, batch: FrameBatch) -> None:

@@ -1,0 +1,177 @@
+"""Edit directions: InterFaceGAN directions in W and StyleSpace directions in S, and how names resolve.
+
+`--edit NAME[:STRENGTH]` names one of the directions that belong to the chosen generator, or gives one directly:
+  - a path to an InterFaceGAN boundary `.npy` ([1, w_dim], [w_dim] or [num_ws, w_dim]): a direction in W;
+  - a path to a `.npz` of StyleSpace directions ({layer name: [channels]}): a direction in S;
+  - `s:LAYER:CHANNEL`: one StyleSpace channel (layer names as `G.synthesis.style_names`, e.g. L6_148_512).
+Edits are added: w + strength * d (the reference's InterFaceGAN editing), s[layer] + strength * d[layer].
+
+Where the named directions of a generator come from:
+  - the built-in demo generator carries fixed directions (`DEMO_DIRECTIONS`, drawn from a fixed seed: they change
+    the demo's faces, they do not mean smile or age — the demo shows the pipeline, not a real edit);
+  - a generator loaded from a file looks in `<file stem>.directions/` beside the file, then in the models cache
+    `directions/<file stem>/`, for `NAME.npy` (or `NAME_boundary.npy`, the InterFaceGAN file name) and `NAME.npz`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+DEFAULT_STRENGTH = 3.0
+DEMO_DIRECTIONS = ("smile", "age", "pose", "gender", "eyes")
+DEMO_STYLE_DIRECTIONS = {"eyes"}  # the demo's StyleSpace example; the others are W directions
+
+
+@dataclass
+class Direction:
+    name: str
+    w: np.ndarray | None = None                          # [num_ws, w_dim] per unit strength
+    s: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> [channels] per unit strength
+
+    @property
+    def space(self) -> str:
+        return "w" if self.w is not None else "s"
+
+
+@dataclass
+class Edit:
+    direction: Direction
+    strength: float
+
+    def describe(self) -> dict:
+        return {"name": self.direction.name, "space": self.direction.space, "strength": self.strength}
+
+
+def parse_edit(text: str) -> tuple[str, float]:
+    """'smile' -> ('smile', 3.0); 'age:-2' -> ('age', -2.0); 'dir/x.npy:1.5' -> ('dir/x.npy', 1.5)."""
+    name, sep, tail = text.rpartition(":")
+    if sep:
+        try:
+            return name, float(tail)
+        except ValueError:
+            pass
+    return text, DEFAULT_STRENGTH
+
+
+def models_cache() -> Path:
+    root = os.environ.get("SG3STREAM_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sg3stream" / "models"
+
+
+def demo_directions(num_ws: int, w_dim: int, style_sizes: dict[str, int]) -> dict[str, Direction]:
+    """The demo generator's fixed directions: unit vectors from a fixed seed (not semantic)."""
+    out = {}
+    for k, name in enumerate(DEMO_DIRECTIONS):
+        rng = np.random.default_rng(1000 + k)
+        if name in DEMO_STYLE_DIRECTIONS:
+            layer = list(style_sizes)[len(style_sizes) // 2]
+            d = np.zeros(style_sizes[layer], np.float32)
+            d[rng.choice(len(d), size=min(8, len(d)), replace=False)] = 1.0
+            out[name] = Direction(name, s={layer: d})
+        else:
+            v = rng.normal(size=w_dim).astype(np.float32)
+            out[name] = Direction(name, w=np.tile(v / np.linalg.norm(v), (num_ws, 1)))
+    return out
+
+
+def load_direction_file(path: Path, num_ws: int, w_dim: int, style_sizes: dict[str, int],
+                        name: str | None = None) -> Direction:
+    name = name or path.stem.removesuffix("_boundary")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the edit direction {path}: {e}") from e
+    if isinstance(data, np.lib.npyio.NpzFile):
+        s = {}
+        for layer in data.files:
+            if layer not in style_sizes:
+                raise UserError(f"{path}: StyleSpace layer '{layer}' is not in this generator "
+                                f"(layers: {', '.join(style_sizes)})")
+            d = np.asarray(data[layer], np.float32).reshape(-1)
+            if d.shape[0] != style_sizes[layer]:
+                raise UserError(f"{path}: layer '{layer}' has {d.shape[0]} channels, the generator {style_sizes[layer]}")
+            s[layer] = d
+        return Direction(name, s=s)
+    w = np.asarray(data, np.float32)
+    if w.shape in ((w_dim,), (1, w_dim)):
+        w = np.tile(w.reshape(1, w_dim), (num_ws, 1))
+    if w.shape != (num_ws, w_dim):
+        raise UserError(f"{path}: a W direction must have shape [{w_dim}], [1, {w_dim}] or [{num_ws}, {w_dim}] "
+                        f"for this generator, got {list(w.shape)}")
+    return Direction(name, w=w)
+
+
+def named_direction_files(generator_path: Path | None) -> dict[str, Path]:
+    """NAME -> file for the directions stored for a generator file (beside it, then in the models cache)."""
+    if generator_path is None:
+        return {}
+    folders = [generator_path.with_name(generator_path.stem + ".directions"), models_cache() / "directions" /
+               generator_path.stem]
+    found: dict[str, Path] = {}
+    for folder in reversed(folders):  # the folder beside the file wins
+        if folder.is_dir():
+            for f in sorted(folder.iterdir()):
+                if f.suffix in (".npy", ".npz"):
+                    found[f.stem.removesuffix("_boundary")] = f
+    return found
+
+
+class DirectionCatalog:
+    """The directions a generator can be edited along, by name, and the parsing of `--edit` values."""
+
+    def __init__(self, num_ws: int, w_dim: int, style_sizes: dict[str, int], *, demo: bool = False,
+                 generator_path: Path | None = None):
+        self.num_ws, self.w_dim, self.style_sizes = num_ws, w_dim, style_sizes
+        self.builtin = demo_directions(num_ws, w_dim, style_sizes) if demo else {}
+        self.files = named_direction_files(generator_path)
+
+    @classmethod
+    def for_generator(cls, generator, *, demo: bool = False, generator_path: Path | None = None) -> "DirectionCatalog":
+        import torch
+
+        probe = torch.zeros(1, generator.num_ws, generator.w_dim, device=generator.mapping.w_avg.device)
+        with torch.no_grad():
+            sizes = {name: int(s.shape[1]) for name, s in generator.synthesis.styles(probe).items()}
+        return cls(generator.num_ws, generator.w_dim, sizes, demo=demo, generator_path=generator_path)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(set(self.builtin) | set(self.files))
+
+    def resolve(self, text: str) -> Edit:
+        name, strength = parse_edit(text)
+        if name in self.builtin:
+            return Edit(self.builtin[name], strength)
+        if name in self.files:
+            return Edit(load_direction_file(self.files[name], self.num_ws, self.w_dim, self.style_sizes, name),
+                        strength)
+        if name.startswith("s:"):
+            return Edit(self._channel(name), strength)
+        path = Path(name)
+        if path.suffix in (".npy", ".npz"):
+            if not path.is_file():
+                raise UserError(f"edit direction file not found: {path}")
+            return Edit(load_direction_file(path, self.num_ws, self.w_dim, self.style_sizes), strength)
+        available = ", ".join(self.names) or "none for this generator"
+        raise UserError(f"unknown edit '{name}'. Available: {available}; or give a direction file (.npy in W, "
+                        f".npz in StyleSpace) or s:LAYER:CHANNEL")
+
+    def _channel(self, text: str) -> Direction:
+        parts = text.split(":")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise UserError(f"a StyleSpace channel edit reads s:LAYER:CHANNEL[:STRENGTH], got '{text}'")
+        layer, channel = parts[1], int(parts[2])
+        if layer not in self.style_sizes:
+            raise UserError(f"unknown StyleSpace layer '{layer}' (layers: {', '.join(self.style_sizes)})")
+        if channel >= self.style_sizes[layer]:
+            raise UserError(f"layer {layer} has {self.style_sizes[layer]} channels; channel {channel} is out of range")
+        d = np.zeros(self.style_sizes[layer], np.float32)
+        d[channel] = 1.0
+        return Direction(text, s={layer: d})

@@ -1,0 +1,43 @@
+"""The edit stage: smoothed codes plus the chosen edits, with the strength ramped over the clip if asked."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..pipeline.batch import FrameBatch
+from ..pipeline.stage import Stage
+from .directions import Edit
+
+
+class EditStage(Stage):
+    """Adds `strength * direction` for every edit, in W (to `latents_smoothed`) or in S (as style offsets).
+
+    ramp: the strength grows linearly from 0 at the first frame to its full value at frame `total_frames - 1`.
+    Attaches ws_edit [N,num_ws,w_dim] float32 and style_offsets {layer: [N, channels]} (empty without S edits).
+    """
+
+    name = "edit"
+
+    def __init__(self, edits: list[Edit], ramp: bool = False, total_frames: int | None = None):
+        self.edits = edits
+        self.ramp = ramp
+        self.total_frames = total_frames
+
+    def strengths(self, index: np.ndarray, strength: float) -> np.ndarray:
+        if not self.ramp:
+            return np.full(len(index), strength, np.float32)
+        last = max((self.total_frames or 1) - 1, 1)
+        return (strength * np.clip(index / last, 0.0, 1.0)).astype(np.float32)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        ws = np.array(batch.data["latents_smoothed"], dtype=np.float32, copy=True)
+        offsets: dict[str, np.ndarray] = {}
+        for edit in self.edits:
+            k = self.strengths(batch.index, edit.strength)
+            if edit.direction.w is not None:
+                ws += k[:, None, None] * edit.direction.w[None]
+            for layer, d in edit.direction.s.items():
+                offsets[layer] = offsets.get(layer, 0) + k[:, None] * d[None]
+        out = batch.replace()
+        out.data["ws_edit"] = ws
+        out.data["style_offsets"] = offsets
+        return out

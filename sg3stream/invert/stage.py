@@ -1,0 +1,45 @@
+"""The inversion stage: aligned crops of the frames with a face -> W+ codes (ReStyle, batched)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..pipeline.batch import FrameBatch
+from ..pipeline.stage import Stage
+
+
+class InvertStage(Stage):
+    """Reads `aligned` [N,S,S,3] uint8 and `detected`; attaches `latents` [N,num_ws,w_dim] float32 (NaN rows where
+    no face was detected) and `has_latents` [N] bool. Writes `latents.npy` (streamed) to the artifacts."""
+
+    name = "invert"
+
+    def __init__(self, models, n_iters: int = 3, max_batch: int = 8, artifacts=None):
+        self.models = models
+        self.n_iters = n_iters
+        self.max_batch = max_batch
+        self.artifacts = artifacts
+        self.encoder = None
+        self.writer = None
+
+    def setup(self) -> None:
+        self.encoder = self.models.encoder()
+        if self.artifacts is not None:
+            self.writer = self.artifacts.open_npy_stream("latents.npy")
+
+    @torch.no_grad()
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        g = self.encoder.generator
+        sel = np.asarray(batch.data["detected"], bool) & np.asarray(batch.data["has_quad"], bool)
+        latents = np.full((len(batch), g.num_ws, g.w_dim), np.nan, np.float32)
+        if sel.any():
+            images = torch.from_numpy(batch.data["aligned"][sel]).to(self.models.device)
+            images = images.permute(0, 3, 1, 2).float() / 127.5 - 1
+            codes = self.encoder.invert(images, n_iters=self.n_iters, batch_size=self.max_batch)
+            latents[sel] = codes.float().cpu().numpy()
+        out = batch.replace()
+        out.data["latents"] = latents
+        out.data["has_latents"] = sel
+        if self.writer is not None:
+            self.writer.write(latents)
+        return out

@@ -1,0 +1,67 @@
+"""The models of one run: the encoder and the generator, loaded once, on first use, by whichever stage needs them."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+
+log = logging.getLogger("sg3stream")
+
+DEMO_NOTICE = ("using the built-in demo model (weights from a fixed seed): the output shows the pipeline at work, "
+               "not a real edit. For real results give --encoder and --generator official checkpoints "
+               "(see `sg3stream models list`).")
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Models:
+    """Lazily loaded encoder + generator shared by the invert, render (and PTI) stages.
+
+    encoder: checkpoint path or name, or None for the demo encoder.
+    generator: path or name overriding the encoder checkpoint's decoder; None keeps the checkpoint's (or the demo).
+    """
+
+    def __init__(self, encoder: str | None = None, generator: str | None = None, device: str = "auto",
+                 engine: str = "torch"):
+        self.encoder_spec = encoder
+        self.generator_spec = generator
+        self.device = pick_device(device)
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._encoder = None
+        self._generator = None
+
+    @property
+    def is_demo(self) -> bool:
+        return self.encoder_spec is None and self.generator_spec in (None, "demo")
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._encoder is not None:
+                return
+            from .loading import load_generator
+            from .restyle import load_encoder
+
+            if self.is_demo:
+                log.warning(DEMO_NOTICE)
+            generator = None
+            if self.generator_spec is not None:
+                generator = load_generator(self.generator_spec, device=str(self.device))
+            encoder = load_encoder(self.encoder_spec or "demo", generator=generator, device=self.device,
+                                   engine=self.engine)
+            encoder.eval()
+            self._generator = encoder.generator.eval()
+            self._encoder = encoder
+
+    def encoder(self):
+        self._load()
+        return self._encoder
+
+    def generator(self):
+        self._load()
+        return self._generator

@@ -1,0 +1,89 @@
+"""Paste-back: the rendered (edited, maybe expanded) crop warped into the original frame.
+
+The crop quad (TL, BL, BR, TR in source pixels, align/stages.py) is the square the generator renders with the
+frame's transform. A pixel (u, v) of the expanded render (centre render starting at (left, top)) sits at
+normalised crop coordinates p = ((u - left + 0.5) / res - 0.5, (v - top + 0.5) / res - 0.5), and at source
+pixel M_C p (align/transforms.py: quad_matrix), pixel centres at integers. That affine map warps the render into
+the frame; only the bounding box of the warped render is touched.
+
+Blending: a mask of the face region — the convex hull of the landmarks, dilated by `dilate` of the face size —
+feathered with a Gaussian of `feather` of the face size, and limited to where the render lands. Colour: the
+render's per-channel mean and spread in the mask are matched to the frame's (ratio of spreads clipped to
+[0.5, 2]), so that lighting the generator does not reproduce does not show as a patch.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..align.transforms import quad_matrix
+from .expand import Expansion
+
+
+def render_to_frame(crop_quad: np.ndarray, res: int, expansion: Expansion) -> np.ndarray:
+    """2x3 affine from expanded-render pixels to source-frame pixels."""
+    to_norm = np.array([[1 / res, 0, (0.5 - expansion.left) / res - 0.5],
+                        [0, 1 / res, (0.5 - expansion.top) / res - 0.5],
+                        [0, 0, 1]])
+    return (quad_matrix(crop_quad) @ to_norm)[:2]
+
+
+def face_mask(shape: tuple[int, int], landmarks: np.ndarray, dilate: float = 0.08, feather: float = 0.04,
+              ) -> np.ndarray:
+    """[H,W] float32 in [0,1]: the landmarks' convex hull, dilated and feathered (fractions of the face size)."""
+    mask = np.zeros(shape, np.float32)
+    pts = landmarks[np.isfinite(landmarks).all(axis=1)]
+    if len(pts) < 3:
+        return mask
+    hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2)
+    size = float(np.ptp(pts, axis=0).max())
+    cv2.fillConvexPoly(mask, np.round(hull * 16).astype(np.int32), 1.0, lineType=cv2.LINE_AA, shift=4)
+    k = max(1, int(round(size * dilate)))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    sigma = max(0.5, size * feather)
+    return cv2.GaussianBlur(mask, (0, 0), sigma)
+
+
+def match_colour(render: np.ndarray, frame: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Shift and scale each channel of `render` so its weighted mean/spread match `frame`'s (float32 in, out)."""
+    w = weight[..., None]
+    total = float(w.sum())
+    if total < 16:
+        return render
+    mean_r = (render * w).sum(axis=(0, 1)) / total
+    mean_f = (frame * w).sum(axis=(0, 1)) / total
+    std_r = np.sqrt(((render - mean_r) ** 2 * w).sum(axis=(0, 1)) / total) + 1e-3
+    std_f = np.sqrt(((frame - mean_f) ** 2 * w).sum(axis=(0, 1)) / total) + 1e-3
+    ratio = np.clip(std_f / std_r, 0.5, 2.0)
+    return (render - mean_r) * ratio + mean_f
+
+
+def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, landmarks: np.ndarray, res: int,
+          expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04) -> np.ndarray:
+    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8; pixels outside the face mask are untouched."""
+    height, width = frame.shape[:2]
+    affine = render_to_frame(crop_quad, res, expansion)
+    rh, rw = render.shape[:2]
+    corners = np.array([[-0.5, -0.5, 1], [rw - 0.5, -0.5, 1], [-0.5, rh - 0.5, 1], [rw - 0.5, rh - 0.5, 1]]) @ affine.T
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, (width, height))
+    if x1 <= x0 or y1 <= y0:
+        return frame
+    shifted = affine.copy()
+    shifted[:, 2] -= (x0, y0)
+    size = (int(x1 - x0), int(y1 - y0))
+    warped = cv2.warpAffine(render, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # where the render lands, eroded by a pixel so its black border never bleeds in
+    coverage = cv2.warpAffine(np.ones((rh, rw), np.float32), shifted, size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+    coverage = cv2.erode(coverage, np.ones((3, 3), np.uint8))
+    local = landmarks - (x0, y0)
+    alpha = face_mask((size[1], size[0]), local, dilate, feather) * coverage
+    roi = frame[y0:y1, x0:x1].astype(np.float32)
+    out_roi = warped.astype(np.float32)
+    if colour_match:
+        out_roi = match_colour(out_roi, roi, alpha)
+    blended = roi + (out_roi - roi) * alpha[..., None]
+    out = frame.copy()
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out

@@ -1,0 +1,138 @@
+"""Rendering and paste-back stages.
+
+RenderStage renders the edited codes of the frames that have a face, with their smoothed transforms, many frames
+(and all their field-of-view copies) per synthesis call. PasteStage puts the result back into the frame, or lays
+out the crop / the side-by-side review.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from ..pipeline.batch import FrameBatch
+from ..pipeline.stage import Stage
+from .expand import Expansion, render_expanded
+from .paste import paste, render_to_frame
+
+OUTPUT_MODES = ("full", "crop", "side-by-side")
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B,3,H,W] in [-1,1] -> [B,H,W,3] uint8."""
+    x = (images.clamp(-1, 1) + 1) * 127.5
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class RenderStage(Stage):
+    """Attaches `render` [N,H,W,3] uint8 (H = res + top + bottom, W = res + left + right; black where no face), and
+    `render_recon` (the unedited reconstruction) when `with_reconstruction`."""
+
+    name = "render"
+
+    def __init__(self, models, expansion: Expansion = Expansion(), max_batch: int = 8,
+                 with_reconstruction: bool = False):
+        self.models = models
+        self.expansion = expansion
+        self.max_batch = max_batch
+        self.with_reconstruction = with_reconstruction
+        self.generator = None
+
+    def setup(self) -> None:
+        self.generator = self.models.generator()
+
+    @torch.no_grad()
+    def _render(self, ws: np.ndarray, offsets: dict[str, np.ndarray], transforms: np.ndarray) -> np.ndarray:
+        g = self.generator
+        device = self.models.device
+        res = g.img_resolution
+        ws_t = torch.from_numpy(np.ascontiguousarray(ws)).to(device)
+        t = torch.from_numpy(np.ascontiguousarray(transforms)).to(device)
+
+        def synthesize(repeats: int, all_t: torch.Tensor) -> torch.Tensor:
+            w = ws_t.repeat_interleave(repeats, dim=0)
+            if not offsets:
+                return g.synthesis(w, transform=all_t)
+            styles = g.synthesis.styles(w)
+            for layer, d in offsets.items():
+                styles[layer] = styles[layer] + torch.from_numpy(d).to(device).repeat_interleave(repeats, dim=0)
+            return g.synthesis(styles=styles, transform=all_t)
+
+        return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion))
+
+    def _render_all(self, ws, offsets, transforms, sel) -> np.ndarray:
+        res = self.generator.img_resolution
+        h, w = self.expansion.canvas(res)
+        out = np.zeros((len(ws), h, w, 3), np.uint8)
+        rows = np.flatnonzero(sel)
+        for start in range(0, len(rows), self.max_batch):
+            r = rows[start:start + self.max_batch]
+            out[r] = self._render(ws[r], {k: v[r] for k, v in offsets.items()}, transforms[r])
+        return out
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        sel = np.asarray(batch.data["has_latents"], bool)
+        transforms = np.nan_to_num(batch.data["transform_smoothed"]).astype(np.float32)
+        out = batch.replace()
+        out.data["render"] = self._render_all(batch.data["ws_edit"], batch.data["style_offsets"], transforms, sel)
+        if self.with_reconstruction:
+            recon = np.nan_to_num(batch.data["latents_smoothed"]).astype(np.float32)
+            out.data["render_recon"] = self._render_all(recon, {}, transforms, sel)
+        return out
+
+
+class PasteStage(Stage):
+    """Replaces `frames` by the output picture: the edited frame, the edited crop, or input | reconstruction | edit.
+
+    Frames without a face (or only bridged over a gap) are passed through unchanged in `full` mode; in the crop
+    modes they show the frame's crop region (or the whole frame, letterboxed, when no crop is known).
+    """
+
+    name = "paste"
+
+    def __init__(self, res: int, expansion: Expansion = Expansion(), mode: Literal["full", "crop", "side-by-side"]
+                 = "full", colour_match: bool = True):
+        if mode not in OUTPUT_MODES:
+            raise ValueError(f"output mode must be one of {OUTPUT_MODES}")
+        self.res, self.expansion, self.mode, self.colour_match = res, expansion, mode, colour_match
+
+    def _source_crop(self, frame: np.ndarray, quad: np.ndarray) -> np.ndarray:
+        h, w = self.expansion.canvas(self.res)
+        if not np.isfinite(quad).all():
+            return letterbox(frame, w, h)
+        affine = render_to_frame(quad, self.res, self.expansion)
+        return cv2.warpAffine(frame, affine, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        edited = np.asarray(batch.data["has_latents"], bool)
+        frames = []
+        for i, frame in enumerate(batch.frames):
+            quad = batch.data["crop_quad"][i]
+            if self.mode == "full":
+                if edited[i]:
+                    frame = paste(frame, batch.data["render"][i], quad, batch.data["landmarks"][i], self.res,
+                                  self.expansion, colour_match=self.colour_match)
+                frames.append(frame)
+                continue
+            source = self._source_crop(frame, quad)
+            edit = batch.data["render"][i] if edited[i] else source
+            if self.mode == "crop":
+                frames.append(edit)
+            else:
+                recon = batch.data["render_recon"][i] if edited[i] else source
+                frames.append(np.concatenate([source, recon, edit], axis=1))
+        return batch.replace(frames=np.stack(frames))
+
+
+def letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The whole frame scaled to fit width x height, centred on black."""
+    fh, fw = frame.shape[:2]
+    scale = min(width / fw, height / fh)
+    nw, nh = max(1, int(round(fw * scale))), max(1, int(round(fh * scale)))
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - nh) // 2, (width - nw) // 2
+    out[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
