@@ -45,6 +45,22 @@ from .track import bridge_gaps, smooth, window_radius
 from .transforms import generator_transforms
 
 
+def quiet_native_logs() -> None:
+    """mediapipe's C++ side (absl, TFLite) writes several lines per chunk to stderr, over any progress bar.
+
+    Lower what respects the environment; in a worker process (not the user's), send the rest of fd 2 to
+    /dev/null: errors still reach the user, because the runner carries worker exceptions back to the parent.
+    """
+    import multiprocessing
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if multiprocessing.parent_process() is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
 def default_workers() -> int:
     """One landmark process per core available to this process."""
     try:
@@ -84,6 +100,7 @@ class LandmarkStage(Stage):
 
     def setup(self) -> None:
         if self._detector is None:
+            quiet_native_logs()
             self._detector = LandmarkDetector(self.min_detection_confidence, self.min_tracking_confidence,
                                               self.fallback, self.fallback_tiles)
 

@@ -258,8 +258,8 @@ class Pipeline:
         in_flight: collections.deque = collections.deque()
 
         def collect_one() -> None:
-            frames, future = in_flight.popleft()
-            worker.current = frames
+            sent, future = in_flight.popleft()
+            worker.current = sent.frame_range
             while True:  # wait in short steps so a stop elsewhere is seen
                 try:
                     result, busy = future.result(timeout=POLL_S)
@@ -268,6 +268,8 @@ class Pipeline:
                     if self.stop_flag.is_set():
                         raise _Stopped
             stats.busy_s += busy
+            if result is not None and result.frames is None:
+                result.frames = sent.frames  # the worker left them unchanged and did not send them back
             if result is not None:
                 self._count(stats, result, 0.0)
                 self._put(out, result, stats)
@@ -276,7 +278,7 @@ class Pipeline:
             batch = self._get(inp, stats)
             if batch is _END:
                 break
-            in_flight.append((batch.frame_range, pool.submit(_process_call, batch)))
+            in_flight.append((batch, pool.submit(_process_call, batch)))
             if len(in_flight) >= 2 * stage.processes:
                 collect_one()
         while in_flight:
@@ -307,6 +309,8 @@ def _process_init(stage: Stage) -> None:
 def _process_call(batch: FrameBatch):
     t0 = time.perf_counter()
     result = _process_stage(batch)
+    if result is not None and result.frames is batch.frames:
+        result.frames = None  # unchanged: spare pickling them back (the parent still has them)
     return result, time.perf_counter() - t0
 
 
