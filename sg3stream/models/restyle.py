@@ -20,6 +20,7 @@ to 256x256 as the reference's face_pool; it is computed once per generator and c
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 import os
@@ -112,6 +113,7 @@ class ReStyleEncoder(nn.Module):
         # stored outside _modules on purpose: state_dict() of the encoder stays the encoder's
         object.__setattr__(self, "_generator", g.eval() if hasattr(g, "eval") else g)
         self._avg_cache = None
+        self._synth_takes_fp32 = None
 
     def _check_generator(self, g: Any) -> None:
         if g is None or not hasattr(g, "synthesis"):
@@ -178,7 +180,18 @@ class ReStyleEncoder(nn.Module):
     # ------------------------------------------------------------------ inversion
     def render_aligned(self, codes: torch.Tensor) -> torch.Tensor:
         """Generator render with the identity transform, pooled to 256x256 (the reference's face_pool)."""
-        img = self._generator.synthesis(codes, transform=None)
+        synth = self._generator.synthesis
+        if self._synth_takes_fp32 is None:
+            try:
+                params = inspect.signature(synth.forward if isinstance(synth, nn.Module) else synth).parameters
+                self._synth_takes_fp32 = "force_fp32" in params
+            except (TypeError, ValueError):
+                self._synth_takes_fp32 = False
+        # the reference renders its reconstructions with the identity transform and force_fp32=True
+        if self._synth_takes_fp32:
+            img = synth(codes, transform=None, force_fp32=True)
+        else:
+            img = synth(codes, transform=None)
         if img.shape[-1] != ENCODER_RESOLUTION or img.shape[-2] != ENCODER_RESOLUTION:
             img = F.adaptive_avg_pool2d(img, (ENCODER_RESOLUTION, ENCODER_RESOLUTION))
         return img.float()
