@@ -307,9 +307,19 @@ def test_safe_load_allows_paths_and_namespace(tmp_path):
     got = safe_torch_load(tmp_path / "ok.pt")
     assert str(got["a"]) == "/x/y.pt" and isinstance(got["a"], pathlib.PurePath)
     assert isinstance(got["n"], argparse.Namespace) and got["n"].k == 3
-    # a WindowsPath pickled on Windows (simulated: the class name in the pickle) loads as a pure path
-    data = (tmp_path / "ok.pt").read_bytes()
-    assert b"PosixPath" in data
+
+
+class SavedOnWindows:
+    """Pickles as pathlib.WindowsPath(...), as a checkpoint written on Windows does."""
+
+    def __reduce__(self):
+        return (pathlib.WindowsPath, ("C:\\exp\\best_model.pt",))
+
+
+def test_safe_load_windows_path_on_any_os(tmp_path):
+    torch.save({"opts": {"checkpoint_path": SavedOnWindows()}}, tmp_path / "win.pt")
+    got = safe_torch_load(tmp_path / "win.pt")["opts"]["checkpoint_path"]
+    assert isinstance(got, pathlib.PureWindowsPath) and got.name == "best_model.pt"
 
 
 class Evil:
