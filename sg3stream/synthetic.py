@@ -37,7 +37,8 @@ def frame_number(frame: np.ndarray) -> int:
 
 
 def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence[int] = ()) -> Iterable[np.ndarray]:
-    """The face photo moving smoothly (rotation, scale, translation) over a grey background."""
+    """The face photo moving smoothly (rotation, scale, translation) over a grey background, framed as in the
+    bundled sample whatever the size."""
     photo = face_photo()
     for i in range(count):
         if i in blank:
@@ -45,7 +46,7 @@ def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence
             continue
         t = i / max(count - 1, 1)
         angle = 8.0 * math.sin(2 * math.pi * t)
-        scale = 0.75 + 0.1 * math.sin(math.pi * t)
+        scale = (0.75 + 0.1 * math.sin(math.pi * t)) * min(width, height * 4 / 3) / 480  # as in the sample
         cx = width / 2 + 0.08 * width * math.sin(2 * math.pi * t)
         cy = height / 2 + 0.04 * height * math.cos(2 * math.pi * t)
         m = cv2.getRotationMatrix2D((200.0, 200.0), angle, scale)

@@ -81,7 +81,7 @@ def render_expanded(synthesize, count: int, transforms: torch.Tensor, res: int, 
     if len(shifts) == 1:
         return synthesize(1, transforms)
     device = transforms.device
-    offsets = torch.tensor([np.linalg.inv(make_transform(s, 0.0)) for s in shifts], dtype=transforms.dtype,
+    offsets = torch.tensor(np.stack([np.linalg.inv(make_transform(s, 0.0)) for s in shifts]), dtype=transforms.dtype,
                            device=device)  # [K,3,3]
     k = len(shifts)
     all_t = (transforms[:, None] @ offsets[None]).reshape(count * k, 3, 3)
