@@ -52,20 +52,28 @@ def _fir_pass(x, f2d, upx, downx, px0, px1, upy, downy, py0, py1, flip_filter):
         if upx > 1 or upy > 1:
             x = x.reshape(n, c, h, 1, w, 1)
             x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(n, c, h * upy, w * upx)
-        return F.pad(x, [px0, px1, py0, py1])[:, :, ::downy, ::downx]
+        return _pad_or_crop(x, px0, px1, py0, py1)[:, :, ::downy, ::downx]
 
     # Depthwise convolutions run several times faster in channels-last layout on CPU (oneDNN).
     if x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
     if upx == 1 and upy == 1:
-        x = F.pad(x, [px0, px1, py0, py1])  # negative values crop
-        weight = corr.reshape(1, 1, fh, fw).expand(c, 1, fh, fw)
-        return F.conv2d(x, weight, stride=(downy, downx), groups=c)
+        weight = corr.reshape(1, 1, fh, fw).expand(c, 1, fh, fw).contiguous()
+        if px0 == px1 == py0 == py1 >= 0:  # symmetric: let the convolution pad, no copy
+            return F.conv2d(x, weight, stride=(downy, downx), padding=px0, groups=c)
+        return F.conv2d(_pad_or_crop(x, px0, px1, py0, py1), weight, stride=(downy, downx), groups=c)
 
     # Transposed conv: z[k] = sum_q x[q] * h[k - up*q] with h the unflipped convolution kernel equals zero insertion
     # followed by convolution; the zero-inserted, padded reference output y[j] is z[j + (taps - 1) - pad_lo].
-    weight = corr.flip([0, 1]).reshape(1, 1, fh, fw).expand(c, 1, fh, fw)
+    weight = corr.flip([0, 1]).reshape(1, 1, fh, fw).expand(c, 1, fh, fw).contiguous()
     z = F.conv_transpose2d(x, weight, stride=(upy, upx), groups=c)
     sx, sy = fw - 1 - px0, fh - 1 - py0
-    z = F.pad(z, [-sx, out_w - z.shape[3] + sx, -sy, out_h - z.shape[2] + sy])
+    z = _pad_or_crop(z, -sx, out_w - z.shape[3] + sx, -sy, out_h - z.shape[2] + sy)
     return z[:, :, ::downy, ::downx]
+
+
+def _pad_or_crop(x, px0, px1, py0, py1):
+    """F.pad semantics (negative values crop), but a crop-only request is a view instead of a copy."""
+    if max(px0, px1, py0, py1) > 0:
+        return F.pad(x, [px0, px1, py0, py1])
+    return x[:, :, -py0: x.shape[2] + py1, -px0: x.shape[3] + px1]
