@@ -79,7 +79,7 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
                     engine=options.engine)
     generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
-    generator_file = Path(options.generator) if options.generator and Path(options.generator).is_file() else None
+    generator_file = weights_file(options.generator) or weights_file(options.encoder)
     catalog = DirectionCatalog.for_generator(generator, demo=models.is_demo or options.generator == "demo",
                                              generator_path=generator_file)
     edits = [catalog.resolve(text) for text in options.edits]
@@ -107,6 +107,15 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
         "expand": asdict(expansion),
     }
     return stages, description
+
+
+def weights_file(name_or_path: str | None) -> Path | None:
+    """The file behind a --generator/--encoder value (a path or a cached name), None for demo or unset."""
+    if not name_or_path or name_or_path == "demo":
+        return None
+    from .models.download import resolve_weights
+
+    return resolve_weights(name_or_path)
 
 
 def estimated_frames(reader: FrameReader) -> int | None:

@@ -5,17 +5,33 @@ from typer.testing import CliRunner
 from sg3stream.cli import app
 
 
-def test_bench_json_reports_stages_and_end_to_end():
-    result = CliRunner().invoke(app, ["bench", "--json", "--frames", "12", "--sizes", "480p"])
+def bench(*args):
+    result = CliRunner().invoke(app, ["bench", *args])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    return result.output
+
+
+def test_bench_json_reports_stages_and_end_to_end():
+    report = json.loads(bench("--json", "--sections", "pipeline", "--frames", "12", "--sizes", "480p"))
     (clip,) = report["pipeline"]
     assert clip["frames"] == 12 and clip["end_to_end_fps"] > 0
     assert [s["name"] for s in clip["stages"]] == ["decode", "encode"]
     assert all(s["frames_per_s"] > 0 and 0 <= s["busy_fraction"] <= 1 for s in clip["stages"])
 
 
+def test_bench_of_the_main_job_covers_every_stage():
+    report = json.loads(bench("--json", "--sections", "run", "--frames", "8", "--sizes", "480p"))
+    run = report["run"]
+    assert run["frames"] == 8 and run["end_to_end_fps"] > 0
+    assert [s["name"] for s in run["stages"]] == ["decode", "landmarks", "align", "invert", "smooth", "edit",
+                                                  "render", "paste", "encode"]
+
+
 def test_bench_table():
-    result = CliRunner().invoke(app, ["bench", "--frames", "8", "--sizes", "480p"])
-    assert result.exit_code == 0, result.output
-    assert "end to end" in result.output and "decode" in result.output
+    output = bench("--sections", "pipeline", "--frames", "8", "--sizes", "480p")
+    assert "end to end" in output and "decode" in output
+
+
+def test_bench_refuses_unknown_sections():
+    result = CliRunner().invoke(app, ["bench", "--sections", "nope"])
+    assert result.exit_code == 1

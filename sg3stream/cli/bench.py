@@ -1,4 +1,4 @@
-"""`sg3stream bench`: frames/s per stage and end to end, on generated clips (no data needed)."""
+"""`sg3stream bench`: frames/s per stage and end to end, on generated clips and random weights (no data needed)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,8 @@ from rich.table import Table
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
+SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion")
+
 
 def _device() -> str:
     import torch
@@ -20,34 +22,88 @@ def _device() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batch_size: int, queue_size: int,
+                  config: str, on_cuda: bool) -> dict:
+    report: dict = {"device": _device()}
+    if "pipeline" in sections:
+        from sg3stream.bench.pipeline import bench_pipeline
+
+        report["pipeline"] = bench_pipeline(frames=frames, sizes=sizes, batch_size=batch_size, queue_size=queue_size)
+    if "run" in sections:
+        from sg3stream.bench.run import bench_run
+
+        report["run"] = bench_run(frames=frames, size=sizes[0], batch_size=batch_size, queue_size=queue_size)
+    if "synthesis" in sections:
+        from sg3stream.bench.generator import bench_synthesis
+
+        report["synthesis"] = bench_synthesis(config, batch_sizes=(1, 8, 32) if on_cuda else (1, 8),
+                                              device="cuda" if on_cuda else "cpu", time_budget_s=60)
+    if "align" in sections:
+        from sg3stream.bench.align import bench_align
+
+        report["align"] = bench_align(frames=min(frames, 48), sizes=sizes, batch_size=batch_size)
+    if "inversion" in sections:
+        from sg3stream.bench.inversion import bench_inversion
+
+        report["inversion"] = bench_inversion("torch", (1, 8, 32) if on_cuda else (1, 4),
+                                              "cuda" if on_cuda else "cpu")
+    return report
+
+
 @app.command()
 def bench(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
-    frames: int = typer.Option(120, help="Frames per generated clip."),
-    sizes: str = typer.Option("480p,1080p", help="Clip sizes for the pipeline bench: 480p, 1080p."),
+    sections: str = typer.Option(",".join(SECTIONS), help=f"Which benches: {', '.join(SECTIONS)}."),
+    frames: int = typer.Option(48, help="Frames per generated clip."),
+    sizes: str = typer.Option("480p,1080p", help="Clip sizes: 480p, 1080p (the run bench uses the first)."),
+    config: str = typer.Option("demo", help="Generator configuration for the synthesis bench (demo, sg3-r-1024...)."),
     batch_size: int = typer.Option(8, help="Frames per batch."),
     queue_size: int = typer.Option(4, help="Batches per queue."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Time each stage and the whole pipeline on generated clips."""
-    from sg3stream.bench.pipeline import bench_pipeline
+    import torch
 
+    chosen = [s.strip() for s in sections.split(",") if s.strip()]
+    size_list = tuple(s.strip() for s in sizes.split(",") if s.strip())
     with reported_errors(debug=debug):
-        report = {
-            "device": _device(),
-            "pipeline": bench_pipeline(frames=frames, sizes=tuple(s.strip() for s in sizes.split(",") if s.strip()),
-                                       batch_size=batch_size, queue_size=queue_size),
-        }
+        unknown = set(chosen) - set(SECTIONS) or set(size_list) - {"480p", "1080p"}
+        if unknown:
+            from ..errors import UserError
+
+            raise UserError(f"unknown bench section or size {sorted(unknown)}; sections: {', '.join(SECTIONS)}")
+        report = _run_sections(chosen, frames, size_list, batch_size, queue_size, config, torch.cuda.is_available())
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=str))
         return
-    console = Console()
+    print_report(report, Console())
+
+
+def _stage_table(stages: list[dict]) -> Table:
+    table = Table("stage", "frames/s", "busy", "starved", "blocked")
+    for s in stages:
+        table.add_row(s["name"], f"{s['frames_per_s']:.1f}", f"{s['busy_fraction']:.0%}",
+                      f"{s['wait_in_fraction']:.0%}", f"{s['wait_out_fraction']:.0%}")
+    return table
+
+
+def print_report(report: dict, console: Console) -> None:
     console.print(f"[bold]device:[/] {report['device']}", highlight=False)
-    for clip in report["pipeline"]:
-        console.print(f"\n[bold]pipeline, {clip['clip']}:[/] {clip['end_to_end_fps']:.1f} frames/s end to end",
+    for clip in report.get("pipeline", []):
+        console.print(f"\n[bold]decode -> encode, {clip['clip']}:[/] {clip['end_to_end_fps']:.1f} frames/s end to end",
                       highlight=False)
-        table = Table("stage", "frames/s", "busy", "starved", "blocked")
-        for s in clip["stages"]:
-            table.add_row(s["name"], f"{s['frames_per_s']:.1f}", f"{s['busy_fraction']:.0%}",
-                          f"{s['wait_in_fraction']:.0%}", f"{s['wait_out_fraction']:.0%}")
+        console.print(_stage_table(clip["stages"]))
+    if "run" in report:
+        run = report["run"]
+        console.print(f"\n[bold]main job (demo model, --edit smile), {run['clip']}:[/] "
+                      f"{run['end_to_end_fps']:.2f} frames/s end to end", highlight=False)
+        console.print(_stage_table(run["stages"]))
+    for name, rows in (("synthesis", report.get("synthesis")), ("align", report.get("align")),
+                       ("inversion", report.get("inversion"))):
+        if not rows:
+            continue
+        keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
+        table = Table(*keys, title=name)
+        for row in rows:
+            table.add_row(*[f"{row.get(k):.3g}" if isinstance(row.get(k), float) else str(row.get(k)) for k in keys])
         console.print(table)

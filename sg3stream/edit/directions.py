@@ -9,12 +9,12 @@ Edits are added: w + strength * d (the reference's InterFaceGAN editing), s[laye
 Where the named directions of a generator come from:
   - the built-in demo generator carries fixed directions (`DEMO_DIRECTIONS`, drawn from a fixed seed: they change
     the demo's faces, they do not mean smile or age — the demo shows the pipeline, not a real edit);
-  - a generator loaded from a file looks in `<file stem>.directions/` beside the file, then in the models cache
-    `directions/<file stem>/`, for `NAME.npy` (or `NAME_boundary.npy`, the InterFaceGAN file name) and `NAME.npz`.
+  - a generator loaded from a file (`--generator`, else the `--encoder` checkpoint that holds it) looks in
+    `<file stem>.directions/` beside the file, then in the models cache `directions/<file stem>/`, for `NAME.npy`
+    (or `NAME_boundary.npy`, the InterFaceGAN file name) and `NAME.npz`.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,13 +56,6 @@ def parse_edit(text: str) -> tuple[str, float]:
         except ValueError:
             pass
     return text, DEFAULT_STRENGTH
-
-
-def models_cache() -> Path:
-    root = os.environ.get("SG3STREAM_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sg3stream" / "models"
 
 
 def demo_directions(num_ws: int, w_dim: int, style_sizes: dict[str, int]) -> dict[str, Direction]:
@@ -112,8 +105,10 @@ def named_direction_files(generator_path: Path | None) -> dict[str, Path]:
     """NAME -> file for the directions stored for a generator file (beside it, then in the models cache)."""
     if generator_path is None:
         return {}
-    folders = [generator_path.with_name(generator_path.stem + ".directions"), models_cache() / "directions" /
-               generator_path.stem]
+    from ..models.download import models_dir
+
+    folders = [generator_path.with_name(generator_path.stem + ".directions"),
+               models_dir() / "directions" / generator_path.stem]
     found: dict[str, Path] = {}
     for folder in reversed(folders):  # the folder beside the file wins
         if folder.is_dir():
