@@ -230,3 +230,18 @@ def test_generate_command(tmp_path, small):
         "seed0000.png", "seed0001.png", "seed0002.png", "seed0005.png"]
     bad = CliRunner().invoke(app, ["generate", "--translate", "1", "--outdir", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "X,Y" in bad.output
+
+
+# -- bench ------------------------------------------------------------------------------------------------------------
+
+def test_bench_synthesis_reports_images_per_s_and_naive_ratio(tmp_path, small):
+    from sg3stream.bench.generator import bench_synthesis
+
+    torch.save(small.state_dict(), tmp_path / "small.pt")
+    rows = bench_synthesis(str(tmp_path / "small.pt"), batch_sizes=(1, 2), time_budget_s=30, repeats=1)
+    assert [r["batch_size"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["naive_images_per_s"] > 0 and r["speedup_vs_naive"] > 0
+    skipped = bench_synthesis(str(tmp_path / "small.pt"), batch_sizes=(1, 10 ** 6), time_budget_s=0.0, repeats=1,
+                              compare_naive=False)
+    assert skipped[1]["skipped"] and "budget" in skipped[1]["reason"]
