@@ -49,7 +49,7 @@ class RunOptions:
     # smoothing and edits
     smooth_sigma: float = 0.0
     fine_layers: int = 9
-    fine_lookahead: int = 60
+    fine_window: int = 60
     edits: list[str] = field(default_factory=list)
     edit_ramp: bool = False
     # rendering and output
@@ -90,7 +90,7 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
         AlignStage(size=256, crop=options.crop, align_smoothing=options.align_smoothing,
                    artifacts_dir=artifacts.folder if artifacts else None),
         InvertStage(models, n_iters=options.n_iters, max_batch=options.batch_size, artifacts=artifacts),
-        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_lookahead=options.fine_lookahead,
+        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
                     artifacts=artifacts),
         EditStage(edits, ramp=options.edit_ramp, total_frames=total_frames),
         RenderStage(models, expansion, max_batch=options.batch_size,

@@ -56,7 +56,7 @@ def test_every_frame_kept_and_result_independent_of_batch_size(batch_size):
 
 def test_short_clip_matches_the_reference_post_processing():
     latents, angles, translations, scales, valid = clip(30)
-    out = run_stage(SmoothStage(fine_lookahead=60), make_batches(latents, angles, translations, scales, valid, 4))
+    out = run_stage(SmoothStage(fine_window=60), make_batches(latents, angles, translations, scales, valid, 4))
     ours = np.concatenate([b.data["latents_smoothed"] for b in out])
     ref = latents.astype(np.float64).copy()
     ref[:, 9:] = ref[:, 9:].mean(axis=0)  # fine layers: clip mean
@@ -90,7 +90,7 @@ def test_frames_without_latents_stay_empty_and_are_skipped_by_neighbours():
 
 
 def test_memory_stays_bounded_on_a_long_clip():
-    stage = SmoothStage(sigma=2.0, fine_lookahead=10)
+    stage = SmoothStage(sigma=2.0, fine_window=10)
     longest = 0
     rng = np.random.default_rng(0)
     for start in range(0, 2000, 8):
@@ -107,3 +107,18 @@ def test_gaussian_widens_the_kernel():
     assert len(temporal_kernel(0)) == 5
     k = temporal_kernel(2.0)
     assert len(k) > 5 and k.sum() == pytest.approx(1.0) and np.argmax(k) == len(k) // 2
+
+
+def test_a_segment_with_enough_context_reproduces_the_whole_clip():
+    """What the farm relies on: smoothing is local, so overlapping segments join without a seam."""
+    latents, angles, translations, scales, valid = clip(200, seed=3)
+    stage_args = dict(sigma=1.5, fine_window=20)
+    whole = run_stage(SmoothStage(**stage_args), make_batches(latents, angles, translations, scales, valid, 8))
+    whole = np.concatenate([b.data["latents_smoothed"] for b in whole])
+    start = 80
+    context = SmoothStage(**stage_args).context
+    seg = run_stage(SmoothStage(**stage_args), make_batches(latents[start:], angles[start:], translations[start:],
+                                                            scales[start:], valid[start:], 8))
+    seg = np.concatenate([b.data["latents_smoothed"] for b in seg])
+    np.testing.assert_allclose(seg[context:], whole[start + context:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(seg[:2], whole[start:start + 2])  # without context the first frames differ

@@ -5,10 +5,11 @@ The reference (stylegan3-editing, inversion/video/post_processing.py) does, over
   2. latents and transforms smoothed with the 5-tap kernel [1/4, 3/4, 1, 3/4, 1/4] / 3, keeping only the
      frames where the whole kernel fits (two frames lost at each end).
 Here, so that hour-long clips stream in bounded memory and no frame is lost:
-  - the fine-layer mean of frame i is a *running mean with lookahead*: the mean over frames 0 .. i+L
-    (`fine_lookahead` L, default 60). For clips of at most L+1 frames this is exactly the reference's clip mean;
-    over longer clips it converges to it, and it changes by at most 1/(i+L) of a frame's deviation per frame,
-    so it never jitters. Memory: one running sum, plus L frames of lookahead.
+  - the fine-layer mean of frame i is a *windowed mean*: the mean over the frames with a face in i-W .. i+W
+    (`fine_window` W, default 60), clamped to the clip. For clips of at most W+1 frames every window holds the
+    whole clip, so this is exactly the reference's clip mean; over longer clips it moves by at most 1/(2W+1) of
+    a frame's deviation per frame, so it never jitters. Memory: prefix sums over 2W frames. Being local, it lets
+    a long clip be cut into segments that overlap by W + the kernel's radius and joined without a seam.
   - the kernel is the reference's 5-tap kernel, convolved with a Gaussian of `sigma` frames when sigma > 0; at
     the clip's ends and next to frames without a face it uses the taps that exist, renormalised.
   - transforms are smoothed as rotation angle (unwrapped), translation and scale, then rebuilt, not as raw
@@ -79,16 +80,17 @@ class SmoothStage(Stage):
 
     Reads: latents (NaN rows for frames without a face), rotation_deg, translation, scale, has_latents.
     Attaches: latents_smoothed [N,num_ws,w_dim] float32, transform_smoothed [N,3,3] float32 (NaN where no face).
-    Holds batches until `radius + fine_lookahead` frames past them have arrived (bounded memory).
+    Holds batches until `max(radius, fine_window)` frames past them have arrived (bounded memory).
     """
 
     name = "smooth"
 
-    def __init__(self, sigma: float = 0.0, fine_from: int = 9, fine_lookahead: int = 60, artifacts=None):
+    def __init__(self, sigma: float = 0.0, fine_from: int = 9, fine_window: int = 60, artifacts=None):
         self.kernel = temporal_kernel(sigma)
         self.radius = len(self.kernel) // 2
+        self.context = max(self.radius, max(0, fine_window))  # frames needed on either side of a frame
         self.fine_from = fine_from
-        self.fine_lookahead = max(0, fine_lookahead)
+        self.fine_window = max(0, fine_window)
         self.artifacts = artifacts
         self.pending: deque[FrameBatch] = deque()
         # Per-frame rows from frame `base` on: the left context plus everything not yet emitted.
@@ -138,7 +140,7 @@ class SmoothStage(Stage):
     def _emit(self, final: bool) -> FrameBatch | None:
         """Smooth and release the oldest pending batch if enough frames past it have arrived."""
         batch = self.pending[0]
-        last_needed = int(batch.index[-1]) + max(self.radius, self.fine_lookahead)
+        last_needed = int(batch.index[-1]) + self.context
         received = self.base + len(self.rows["valid"]) - 1
         if not final and received < last_needed:
             return None
@@ -147,12 +149,15 @@ class SmoothStage(Stage):
         latents = np.stack(self.rows["latents"])
         centers = np.asarray(batch.index, dtype=np.int64) - self.base
         smoothed = smooth_valid(latents, valid, self.kernel, centers)
-        # fine layers: running mean over frames 0 .. i + L (clamped to what exists)
+        # fine layers: mean over the frames with a face in c-W .. c+W, from the running (prefix) sums
         for k, c in enumerate(centers):
             if not valid[c]:
                 continue
-            j = min(c + self.fine_lookahead, len(valid) - 1)
-            smoothed[k, self.fine_from:] = self.rows["fine_sum"][j] / self.rows["fine_count"][j]
+            hi = min(c + self.fine_window, len(valid) - 1)
+            lo = c - self.fine_window - 1  # the prefix sum just before the window; < 0 only while nothing is dropped
+            total = self.rows["fine_sum"][hi] - (self.rows["fine_sum"][lo] if lo >= 0 else 0.0)
+            count = self.rows["fine_count"][hi] - (self.rows["fine_count"][lo] if lo >= 0 else 0)
+            smoothed[k, self.fine_from:] = total / count
         angles = np.degrees(np.unwrap(np.radians(np.nan_to_num(np.array(self.rows["angle"])))))
         params = np.concatenate([angles[:, None], np.stack(self.rows["translation"]),
                                  np.array(self.rows["scale"])[:, None]], axis=1)
@@ -163,7 +168,7 @@ class SmoothStage(Stage):
         out.data["transform_smoothed"] = transforms.astype(np.float32)
         if self.writer is not None:
             self.writer.write(out.data["latents_smoothed"])
-        self._drop_before(int(batch.index[-1]) + 1 - self.radius)
+        self._drop_before(int(batch.index[-1]) + 1 - self.context - 1)
         return out
 
     def _drop_before(self, frame: int) -> None:
