@@ -1,8 +1,11 @@
-"""Bench: the whole main job (`sg3stream run --edit smile`) on a generated face clip, per stage and end to end."""
+"""Bench: the whole main job (`sg3stream run --edit smile`) on a generated face clip, per stage and end to end,
+in our streaming mode and in the reference mode (one frame per model call, stages one after the other)."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+
+import torch
 
 from sg3stream.job import RunOptions, run_video
 from sg3stream.report import Reporter
@@ -12,16 +15,38 @@ from .pipeline import SIZES
 
 
 def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_size: int = 4, device: str = "auto",
-              edit: str = "smile", encoder: str | None = None, generator: str | None = None) -> dict:
-    """One run of the main job; returns clip, frames, end_to_end_fps and the per-stage statistics."""
+              edit: str = "smile", encoder: str | None = None, generator: str | None = None,
+              engine: str = "torch", reference_mode: bool = False, clip: Path | None = None) -> dict:
+    """One run of the main job; returns clip, mode, frames, end_to_end_fps, the per-stage statistics and, on CUDA,
+    the peak GPU memory."""
+    width, height = SIZES[size]
+    with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
+        if clip is None:
+            clip = write_clip(Path(tmp) / "face.mp4", face_frames(frames, width, height), fps=30,
+                              options={"preset": "ultrafast"})
+        options = RunOptions(input=clip, output=Path(tmp) / "out.mp4", batch_size=batch_size, queue_size=queue_size,
+                             device=device, edits=[edit] if edit else [], encoder=encoder, generator=generator,
+                             engine=engine, reference_mode=reference_mode)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        reporter = Reporter()
+        with reporter.capturing_warnings():
+            summary = run_video(options, reporter)
+    result = {"clip": f"{size} {width}x{height}", "mode": "reference" if reference_mode else "streaming",
+              "generator": generator or "demo", "frames": summary["frames"], "end_to_end_fps": summary["fps"],
+              "stages": summary["stages"]}
+    if torch.cuda.is_available():
+        result["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
+
+
+def bench_run_against_reference(frames: int = 48, size: str = "480p", **kwargs) -> dict:
+    """Both modes on the same generated clip, same models, same machine, in one call; and their ratio."""
     width, height = SIZES[size]
     with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
         clip = write_clip(Path(tmp) / "face.mp4", face_frames(frames, width, height), fps=30,
                           options={"preset": "ultrafast"})
-        options = RunOptions(input=clip, output=Path(tmp) / "out.mp4", batch_size=batch_size, queue_size=queue_size,
-                             device=device, edits=[edit] if edit else [], encoder=encoder, generator=generator)
-        reporter = Reporter()
-        with reporter.capturing_warnings():
-            summary = run_video(options, reporter)
-    return {"clip": f"{size} {width}x{height}", "frames": summary["frames"], "end_to_end_fps": summary["fps"],
-            "stages": summary["stages"]}
+        ours = bench_run(frames, size, clip=clip, **kwargs)
+        reference = bench_run(frames, size, clip=clip, reference_mode=True, **kwargs)
+    return {"streaming": ours, "reference": reference,
+            "speedup_vs_reference": ours["end_to_end_fps"] / reference["end_to_end_fps"]}

@@ -56,6 +56,7 @@ class RunOptions:
     expand: str | None = None
     output_mode: str = "full"
     passthrough: bool = False  # decode -> encode only (no model stages)
+    reference_mode: bool = False  # the paper's way: one frame per model call, stages one after the other
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -83,17 +84,18 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     catalog = DirectionCatalog.for_generator(generator, demo=models.is_demo or options.generator == "demo",
                                              generator_path=generator_file)
     edits = [catalog.resolve(text) for text in options.edits]
+    model_batch = 1 if options.reference_mode else options.batch_size
     if not 0 < options.fine_layers <= generator.num_ws:
         raise UserError(f"--fine-layers must be between 1 and {generator.num_ws}")
     stages: list[Stage] = [
         LandmarkStage(workers=options.landmark_workers),
         AlignStage(size=256, crop=options.crop, align_smoothing=options.align_smoothing,
                    artifacts_dir=artifacts.folder if artifacts else None),
-        InvertStage(models, n_iters=options.n_iters, max_batch=options.batch_size, artifacts=artifacts),
+        InvertStage(models, n_iters=options.n_iters, max_batch=model_batch, artifacts=artifacts),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
                     artifacts=artifacts),
         EditStage(edits, ramp=options.edit_ramp, total_frames=total_frames),
-        RenderStage(models, expansion, max_batch=options.batch_size,
+        RenderStage(models, expansion, max_batch=model_batch, one_call_per_batch=not options.reference_mode,
                     with_reconstruction=options.output_mode == "side-by-side"),
         PasteStage(generator.img_resolution, expansion, mode=options.output_mode),
     ]
@@ -132,14 +134,15 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         raise UserError("--batch-size must be at least 1")
     output = check_output_path(options.output, options.input)
     check_codec(options.codec)
-    reader = FrameReader(options.input, batch_size=options.batch_size, decoder=options.decoder)
+    batch_size = 1 if options.reference_mode else options.batch_size
+    reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
     total = estimated_frames(reader)
     stages, edits = build_stages(options, total, artifacts)
     info = reader.info
     writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                          codec=options.codec, crf=options.crf, preset=options.preset)
-    pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size)
+    pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size, sequential=options.reference_mode)
     started = time.perf_counter()
 
     def tick(p: Pipeline) -> None:

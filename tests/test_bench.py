@@ -21,10 +21,13 @@ def test_bench_json_reports_stages_and_end_to_end():
 
 def test_bench_of_the_main_job_covers_every_stage():
     report = json.loads(bench("--json", "--sections", "run", "--frames", "8", "--sizes", "480p"))
-    run = report["run"]
-    assert run["frames"] == 8 and run["end_to_end_fps"] > 0
-    assert [s["name"] for s in run["stages"]] == ["decode", "landmarks", "align", "invert", "smooth", "edit",
-                                                  "render", "paste", "encode"]
+    for mode in ("streaming", "reference"):
+        run = report["run"][mode]
+        assert run["frames"] == 8 and run["end_to_end_fps"] > 0 and run["mode"] == mode
+        assert [s["name"] for s in run["stages"]] == ["decode", "landmarks", "align", "invert", "smooth", "edit",
+                                                      "render", "paste", "encode"]
+    ratio = report["run"]["speedup_vs_reference"]
+    assert ratio == report["run"]["streaming"]["end_to_end_fps"] / report["run"]["reference"]["end_to_end_fps"]
 
 
 def test_bench_table():

@@ -32,7 +32,7 @@ def count_frames(path):
 
 def test_run_writes_every_frame_audio_and_run_json(tmp_path, clip):
     out, art = tmp_path / "out.mp4", tmp_path / "art"
-    result = invoke("run", clip, "-o", out, "--artifacts", art, "--batch-size", "3", "--queue-size", "1")
+    result = invoke("run", "--passthrough", clip, "-o", out, "--artifacts", art, "--batch-size", "3", "--queue-size", "1")
     assert result.exit_code == 0, result.output
     assert count_frames(out) == 40
     with av.open(str(out)) as c:
@@ -47,7 +47,7 @@ def test_run_writes_every_frame_audio_and_run_json(tmp_path, clip):
 
 
 def test_json_logs_are_one_object_per_line(tmp_path, clip):
-    result = subprocess.run(sg3stream_cmd("run", str(clip), "-o", str(tmp_path / "o.mp4"), "--log-format", "json"),
+    result = subprocess.run(sg3stream_cmd("run", "--passthrough", str(clip), "-o", str(tmp_path / "o.mp4"), "--log-format", "json"),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
@@ -61,7 +61,7 @@ def test_truncated_input_warns_in_json_and_run_json(tmp_path):
     data = clip.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])
-    result = invoke("run", cut, "-o", tmp_path / "o.mp4", "--log-format", "json", "--artifacts", tmp_path / "a")
+    result = invoke("run", "--passthrough", cut, "-o", tmp_path / "o.mp4", "--log-format", "json", "--artifacts", tmp_path / "a")
     assert result.exit_code == 0, result.output
     warnings = [json.loads(line)["message"] for line in result.stdout.splitlines()
                 if json.loads(line)["event"] == "warning"]
@@ -88,7 +88,7 @@ def bad_inputs(tmp_path, clip):
 def test_bad_input_is_one_clear_line_and_nothing_is_written(tmp_path, clip, case):
     source, output, message = bad_inputs(tmp_path, clip)[case]
     before = sorted(os.listdir(tmp_path))
-    result = subprocess.run(sg3stream_cmd("run", str(source), "-o", str(output)), capture_output=True, text=True,
+    result = subprocess.run(sg3stream_cmd("run", "--passthrough", str(source), "-o", str(output)), capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -98,7 +98,7 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(tmp_path, clip, case
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = subprocess.run(sg3stream_cmd("run", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4"),
+    result = subprocess.run(sg3stream_cmd("run", "--passthrough", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4"),
                                           "--debug"), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" in result.stderr
 
@@ -107,7 +107,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_signals_stop_cleanly_without_output(tmp_path, sig):
     clip = write_clip(tmp_path / "long.mp4", (numbered_frame(i, 320, 240) for i in range(400)), audio=None)
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen(sg3stream_cmd("run", str(clip), "-o", str(out), "--log-format", "json",
+    proc = subprocess.Popen(sg3stream_cmd("run", "--passthrough", str(clip), "-o", str(out), "--log-format", "json",
                                           "--preset", "veryslow", "--batch-size", "2"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:  # wait until frames are flowing
@@ -138,7 +138,7 @@ def test_decord_decoder_gives_the_same_output(tmp_path, clip):
     outs = []
     for decoder in ("pyav", "decord"):
         out = tmp_path / f"{decoder}.mp4"
-        assert invoke("run", clip, "-o", out, "--decoder", decoder).exit_code == 0
+        assert invoke("run", "--passthrough", clip, "-o", out, "--decoder", decoder).exit_code == 0
         with av.open(str(out)) as c:
             outs.append(np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]))
     assert outs[0].shape == outs[1].shape
@@ -154,7 +154,7 @@ def test_corrupted_bytes_never_give_a_traceback_or_a_partial_output(tmp_path):
     bad = tmp_path / "bad.mkv"
     bad.write_bytes(bytes(data))
     out = tmp_path / "o.mp4"
-    result = subprocess.run(sg3stream_cmd("run", str(bad), "-o", str(out)), capture_output=True, text=True,
+    result = subprocess.run(sg3stream_cmd("run", "--passthrough", str(bad), "-o", str(out)), capture_output=True, text=True,
                             timeout=60)
     assert "Traceback" not in result.stderr
     if result.returncode == 0:

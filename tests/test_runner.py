@@ -180,3 +180,20 @@ def test_frame_batch_replace_copies_data():
     c = b.replace()
     c.data["x"] = 2
     assert b.data["x"] == 1 and b.frame_range == (0, 1)
+
+
+def test_sequential_mode_gives_the_same_frames_and_stats():
+    out_seq, out_par = [], []
+    stages = lambda: [AddOne(), HoldTwo(), AddOne()]  # noqa: E731
+    stats = Pipeline(batches(12), stages(), out_seq.append, sequential=True).run()
+    Pipeline(batches(12), stages(), out_par.append).run()
+    assert [int(b.index[0]) for b in out_seq] == [int(b.index[0]) for b in out_par] == list(range(0, 24, 2))
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(out_seq, out_par))
+    assert [s.frames for s in stats] == [24] * 5
+    assert stats[1].busy_s > 0 and stats[1].wait_in_s == 0  # nothing ever waits: no two stages overlap
+
+
+def test_sequential_mode_reports_the_failing_stage():
+    with pytest.raises(StageError) as info:
+        Pipeline(batches(30), [AddOne(), FailAt(20)], lambda b: None, sequential=True).run()
+    assert info.value.stage == "failing" and info.value.frame_range == (20, 21)

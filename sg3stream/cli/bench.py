@@ -23,16 +23,18 @@ def _device() -> str:
 
 
 def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batch_size: int, queue_size: int,
-                  config: str, on_cuda: bool) -> dict:
+                  config: str, engine: str, on_cuda: bool) -> dict:
     report: dict = {"device": _device()}
     if "pipeline" in sections:
         from sg3stream.bench.pipeline import bench_pipeline
 
         report["pipeline"] = bench_pipeline(frames=frames, sizes=sizes, batch_size=batch_size, queue_size=queue_size)
     if "run" in sections:
-        from sg3stream.bench.run import bench_run
+        from sg3stream.bench.run import bench_run_against_reference
 
-        report["run"] = bench_run(frames=frames, size=sizes[0], batch_size=batch_size, queue_size=queue_size)
+        report["run"] = bench_run_against_reference(frames=frames, size=sizes[0], batch_size=batch_size,
+                                                    queue_size=queue_size, engine=engine,
+                                                    generator=None if config == "demo" else config)
     if "synthesis" in sections:
         from sg3stream.bench.generator import bench_synthesis
 
@@ -56,7 +58,9 @@ def bench(
     sections: str = typer.Option(",".join(SECTIONS), help=f"Which benches: {', '.join(SECTIONS)}."),
     frames: int = typer.Option(48, help="Frames per generated clip."),
     sizes: str = typer.Option("480p,1080p", help="Clip sizes: 480p, 1080p (the run bench uses the first)."),
-    config: str = typer.Option("demo", help="Generator configuration for the synthesis bench (demo, sg3-r-1024...)."),
+    config: str = typer.Option(None, help="Generator: demo or sg3-r-1024 (random weights: speed does not depend on "
+                               "them); default demo on CPU, sg3-r-1024 on CUDA."),
+    engine: str = typer.Option("torch", help="Encoder engine for the run bench: torch, onnx or tensorrt."),
     batch_size: int = typer.Option(8, help="Frames per batch."),
     queue_size: int = typer.Option(4, help="Batches per queue."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
@@ -72,7 +76,9 @@ def bench(
             from ..errors import UserError
 
             raise UserError(f"unknown bench section or size {sorted(unknown)}; sections: {', '.join(SECTIONS)}")
-        report = _run_sections(chosen, frames, size_list, batch_size, queue_size, config, torch.cuda.is_available())
+        on_cuda = torch.cuda.is_available()
+        config = config or ("sg3-r-1024" if on_cuda else "demo")
+        report = _run_sections(chosen, frames, size_list, batch_size, queue_size, config, engine, on_cuda)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
@@ -94,10 +100,13 @@ def print_report(report: dict, console: Console) -> None:
                       highlight=False)
         console.print(_stage_table(clip["stages"]))
     if "run" in report:
-        run = report["run"]
-        console.print(f"\n[bold]main job (demo model, --edit smile), {run['clip']}:[/] "
-                      f"{run['end_to_end_fps']:.2f} frames/s end to end", highlight=False)
-        console.print(_stage_table(run["stages"]))
+        for mode in ("streaming", "reference"):
+            run = report["run"][mode]
+            console.print(f"\n[bold]main job, {mode} mode ({run['generator']}, --edit smile), {run['clip']}:[/] "
+                          f"{run['end_to_end_fps']:.2f} frames/s end to end", highlight=False)
+            console.print(_stage_table(run["stages"]))
+        console.print(f"[bold]speed-up over the reference mode: {report['run']['speedup_vs_reference']:.2f}x",
+                      highlight=False)
     for name, rows in (("synthesis", report.get("synthesis")), ("align", report.get("align")),
                        ("inversion", report.get("inversion"))):
         if not rows:

@@ -32,6 +32,8 @@ def run(
     smooth_sigma: float = typer.Option(0.0, help="Extra Gaussian smoothing (frames) of codes and transforms."),
     fine_layers: int = typer.Option(9, help="W+ index from which layers are replaced by their running clip mean."),
     passthrough: bool = typer.Option(False, "--passthrough", help="Only decode and encode (no face processing)."),
+    reference_mode: bool = typer.Option(False, "--reference-mode", help="Process like the paper's code: one frame "
+                                        "per model call, no two stages at work together (for speed comparisons)."),
     decoder: str = typer.Option("pyav", help="Decoder: pyav or decord."),
     batch_size: int = typer.Option(8, help="Frames per batch flowing between stages."),
     queue_size: int = typer.Option(4, help="Batches each queue between two stages may hold."),
@@ -50,7 +52,8 @@ def run(
                          generator=generator, device=device, engine=engine, n_iters=n_iters, crop=crop,
                          align_smoothing=align_smoothing, landmark_workers=landmark_workers,
                          smooth_sigma=smooth_sigma, fine_layers=fine_layers, edits=list(edit), edit_ramp=edit_ramp,
-                         expand=expand, output_mode=output_mode, passthrough=passthrough)
+                         expand=expand, output_mode=output_mode, passthrough=passthrough,
+                         reference_mode=reference_mode)
     with reported_errors(reporter, debug), reporter.capturing_warnings():
         summary = run_video(options, reporter)
         reporter.finish(summary)

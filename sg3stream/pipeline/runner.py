@@ -84,13 +84,15 @@ class Pipeline:
     """Runs `source -> stages -> sink` with bounded queues. Use once: `stats = Pipeline(...).run()`."""
 
     def __init__(self, source: Iterable[FrameBatch], stages: list[Stage], sink: Callable[[FrameBatch], None],
-                 *, queue_size: int = 4, source_name: str = "decode", sink_name: str = "encode"):
+                 *, queue_size: int = 4, source_name: str = "decode", sink_name: str = "encode",
+                 sequential: bool = False):
         if queue_size < 1:
             raise UserError("--queue-size must be at least 1")
         self.source = source
         self.stages = stages
         self.sink = sink
         self.queue_size = queue_size
+        self.sequential = sequential  # reference mode: one thread, one batch at a time, no two stages overlap
         self.queues = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
@@ -110,6 +112,8 @@ class Pipeline:
 
     def run(self, on_tick: Callable[["Pipeline"], None] | None = None, tick_s: float = 0.25) -> list[StageStats]:
         """Run to the end; raise the first error (UserError as is, others as StageError) or Interrupted."""
+        if self.sequential:
+            return self._run_sequential(on_tick, tick_s)
         targets = [self._run_source] + [self._stage_target(i, s) for i, s in enumerate(self.stages)] + [self._run_sink]
         for worker, target in zip(self.workers, targets):
             worker.thread = threading.Thread(target=self._guard, args=(worker, target), name=f"sg3-{worker.name}",
@@ -131,6 +135,71 @@ class Pipeline:
             restore()
         if self.error is not None:
             raise self.error
+        if on_tick:
+            on_tick(self)
+        return self.stats
+
+    def _run_sequential(self, on_tick, tick_s: float) -> list[StageStats]:
+        """Every batch through every stage in this thread, as the frame-at-a-time reference workflow does.
+
+        Process stages run in this process too. Statistics are kept the same way, so the two modes compare.
+        """
+        restore = _raise_on_sigterm()
+        workers = self.workers
+        last_tick = 0.0
+
+        def timed(worker: _Worker, fn, *args):
+            worker.stats.started = worker.stats.started or time.perf_counter()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            except (UserError, StageError, KeyboardInterrupt):
+                raise
+            except Exception as e:
+                raise StageError(worker.name, worker.current, e) from e
+            finally:
+                worker.stats.busy_s += time.perf_counter() - t0
+                worker.stats.ended = time.perf_counter()
+
+        def push(i: int, batch: FrameBatch) -> None:
+            """Send `batch` through stages i.. and into the sink."""
+            nonlocal last_tick
+            for k in range(i, len(self.stages)):
+                worker = workers[k + 1]
+                worker.current = batch.frame_range
+                batch = timed(worker, self.stages[k], batch)
+                if batch is None:
+                    return
+                self._count(worker.stats, batch, 0.0)
+            sink = workers[-1]
+            sink.current = batch.frame_range
+            timed(sink, self.sink, batch)
+            self._count(sink.stats, batch, 0.0)
+            if on_tick and time.perf_counter() - last_tick >= tick_s:
+                last_tick = time.perf_counter()
+                on_tick(self)
+
+        try:
+            for k, stage in enumerate(self.stages):
+                timed(workers[k + 1], stage.setup)
+            iterator = iter(self.source)
+            while True:
+                batch = timed(workers[0], next, iterator, None)
+                if batch is None:
+                    break
+                self._count(workers[0].stats, batch, 0.0)
+                push(0, batch)
+            for k, stage in enumerate(self.stages):
+                workers[k + 1].current = None
+                for held in timed(workers[k + 1], stage.flush):
+                    self._count(workers[k + 1].stats, held, 0.0)
+                    push(k + 1, held)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+        finally:
+            for stage in self.stages:
+                stage.close()
+            restore()
         if on_tick:
             on_tick(self)
         return self.stats

@@ -71,11 +71,12 @@ def tile_weight(res: int, feather: int) -> np.ndarray:
 
 
 def render_expanded(synthesize, count: int, transforms: torch.Tensor, res: int, expansion: Expansion,
-                    feather: int | None = None) -> torch.Tensor:
+                    feather: int | None = None, one_call: bool = True) -> torch.Tensor:
     """Render `count` frames with their [count,3,3] transforms, expanded; returns [count, 3, H, W].
 
     `synthesize(repeats, transforms)` renders every frame `repeats` times (frame-major: frame i's copies are
     rows i*repeats .. i*repeats+repeats-1) with the given [count*repeats, 3, 3] transforms.
+    one_call=False renders the copies one synthesis call each, as the reference does (for --reference-mode).
     """
     shifts = tile_shifts(expansion, res)
     if len(shifts) == 1:
@@ -84,8 +85,11 @@ def render_expanded(synthesize, count: int, transforms: torch.Tensor, res: int, 
     offsets = torch.tensor(np.stack([np.linalg.inv(make_transform(s, 0.0)) for s in shifts]), dtype=transforms.dtype,
                            device=device)  # [K,3,3]
     k = len(shifts)
-    all_t = (transforms[:, None] @ offsets[None]).reshape(count * k, 3, 3)
-    images = synthesize(k, all_t).reshape(count, k, -1, res, res)
+    all_t = transforms[:, None] @ offsets[None]  # [count, K, 3, 3]
+    if one_call:
+        images = synthesize(k, all_t.reshape(count * k, 3, 3)).reshape(count, k, -1, res, res)
+    else:
+        images = torch.stack([synthesize(1, all_t[:, j]) for j in range(k)], dim=1)
     height, width = expansion.canvas(res)
     feather = feather or max(2, res // 16)
     canvas = torch.zeros(count, images.shape[2], height, width, device=device)

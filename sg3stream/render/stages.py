@@ -33,8 +33,9 @@ class RenderStage(Stage):
     name = "render"
 
     def __init__(self, models, expansion: Expansion = Expansion(), max_batch: int = 8,
-                 with_reconstruction: bool = False):
+                 with_reconstruction: bool = False, one_call_per_batch: bool = True):
         self.models = models
+        self.one_call_per_batch = one_call_per_batch  # False: each expansion copy in its own call (reference mode)
         self.expansion = expansion
         self.max_batch = max_batch
         self.with_reconstruction = with_reconstruction
@@ -60,7 +61,7 @@ class RenderStage(Stage):
                 styles[layer] = styles[layer] + torch.from_numpy(d).to(device).repeat_interleave(repeats, dim=0)
             return g.synthesis(styles=styles, transform=all_t)
 
-        return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion))
+        return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion, one_call=self.one_call_per_batch))
 
     def _render_all(self, ws, offsets, transforms, sel) -> np.ndarray:
         res = self.generator.img_resolution
