@@ -30,16 +30,26 @@ def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
 class FrameReader:
     """Iterate over a video as FrameBatches of `batch_size` frames.
 
+    With `start`/`stop`, only frames start .. stop-1 (positions in presentation order, as `index` numbers them)
+    come out: PyAV seeks to the keyframe before `start` and drops the frames before it; decord reads the range
+    directly. Index numbers and pts are those of a full read.
+
     After iteration, `frames_read` says how many frames came out and `complete` whether the stream ended
     normally (False when decoding stopped early on a damaged or truncated file: a warning says so).
     """
 
-    def __init__(self, path: str | os.PathLike, batch_size: int = 8, decoder: str = "pyav"):
+    def __init__(self, path: str | os.PathLike, batch_size: int = 8, decoder: str = "pyav", start: int = 0,
+                 stop: int | None = None):
         if decoder not in DECODERS:
             raise UserError(f"unknown decoder '{decoder}': use one of {', '.join(DECODERS)}")
+        if start < 0 or (stop is not None and stop <= start):
+            raise UserError(f"invalid frame range {start}..{stop}: need 0 <= start < stop")
         self.path = path
         self.batch_size = batch_size
         self.decoder = decoder
+        # Optional frame range [start, stop) in presentation order; index numbers stay absolute.
+        self.start = start
+        self.stop = stop
         self.info: VideoInfo = probe(path)
         self.frames_read = 0
         self.first_pts = self.last_pts = 0
@@ -52,12 +62,15 @@ class FrameReader:
             log.warning("%s has rotation metadata, which decord cannot handle: decoding with PyAV", self.path)
             decoder = "pyav"
         frames = self._iter_pyav() if decoder == "pyav" else self._iter_decord()
+        wanted = None if self.stop is None else self.stop - self.start
         chunk: list[tuple[np.ndarray, int]] = []
         for image, pts in frames:
             chunk.append((image, pts))
-            if len(chunk) == self.batch_size:
+            if len(chunk) == self.batch_size or self.frames_read + len(chunk) == wanted:
                 yield self._batch(chunk)
                 chunk = []
+            if self.frames_read == wanted:
+                break
         if chunk:
             yield self._batch(chunk)
         if self.frames_read == 0:
@@ -68,7 +81,14 @@ class FrameReader:
     def _check_length(self) -> None:
         """Warn when fewer frames came out than the header announces, or they end well before its duration."""
         info, missing = self.info, None
-        if info.frames and self.frames_read < info.frames:
+        if self.stop is not None:
+            if self.frames_read < self.stop - self.start:
+                missing = f"read {self.frames_read} of the {self.stop - self.start} frames {self.start}..{self.stop - 1}"
+        elif self.start > 0:
+            if info.frames and self.start + self.frames_read < info.frames:
+                missing = (f"read frames {self.start}..{self.start + self.frames_read - 1} of the {info.frames} "
+                           "frames its header announces")
+        elif info.frames and self.frames_read < info.frames:
             missing = f"read {self.frames_read} of the {info.frames} frames its header announces"
         elif info.duration and info.fps > 0:
             covered = float((self.last_pts - self.first_pts) * info.time_base) + 1 / info.fps
@@ -85,9 +105,10 @@ class FrameReader:
         if start == 0:
             self.first_pts = chunk[0][1]
         self.last_pts = chunk[-1][1]
+        first = self.start + start
         return FrameBatch(
             frames=np.stack([c[0] for c in chunk]),
-            index=np.arange(start, start + len(chunk), dtype=np.int64),
+            index=np.arange(first, first + len(chunk), dtype=np.int64),
             pts=np.array([c[1] for c in chunk], dtype=np.int64),
             time_base=self.info.time_base,
         )
@@ -100,22 +121,49 @@ class FrameReader:
         log.warning("%s: decoding stopped after %d frames: %s (damaged or truncated file)", self.path, decoded, error)
 
     def _iter_pyav(self) -> Iterator[tuple[np.ndarray, int]]:
+        if self.start == 0:
+            yield from self._decode_pyav()
+            return
+        all_pts = packet_pts(self.path)
+        if self.start >= len(all_pts):
+            raise UserError(f"frame {self.start} is past the end of {self.path} ({len(all_pts)} frames)")
+        try:
+            yield from self._decode_pyav(seek_pts=all_pts[self.start])
+        except _SeekFailed:
+            # Frames without pts, or a seek that landed past the start: decode from the beginning and count.
+            yield from self._decode_pyav(skip=self.start)
+
+    def _decode_pyav(self, seek_pts: int | None = None, skip: int = 0) -> Iterator[tuple[np.ndarray, int]]:
+        """Decoded frames and their pts; from the frame whose pts is `seek_pts` (seeking), or after `skip` frames.
+
+        With `seek_pts`, _SeekFailed is raised before anything is yielded if the frames cannot be matched by pts.
+        """
         tick = default_tick(self.info)
         with open_input(self.path) as container:
             stream = video_stream(container, self.path)
             stream.thread_type = "AUTO"
+            if seek_pts is not None:
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
             last_pts = None
-            decoded = 0
+            decoded = kept = 0
             try:
                 for frame in container.decode(stream):
                     pts = frame.pts
+                    decoded += 1
+                    if seek_pts is not None and kept == 0:  # drop the frames between the keyframe and the start
+                        if pts is not None and pts < seek_pts:
+                            continue
+                        if pts != seek_pts:  # no pts, or the start frame is not where the demuxer said
+                            raise _SeekFailed
                     if pts is None:  # some containers leave pts unset: continue from the last one
                         pts = 0 if last_pts is None else last_pts + tick
                     last_pts = pts
-                    decoded += 1
+                    if decoded <= skip:
+                        continue
+                    kept += 1
                     yield upright(frame.to_ndarray(format="rgb24"), self.info.rotation), pts
             except av.error.FFmpegError as e:
-                self._stopped_early(decoded, e)
+                self._stopped_early(kept, e)
 
     def _iter_decord(self) -> Iterator[tuple[np.ndarray, int]]:
         try:
@@ -131,14 +179,21 @@ class FrameReader:
             # decord counts frames differently from the demuxer (rare): fall back to its own timestamps
             tb = self.info.time_base
             pts = [int(round(reader.get_frame_timestamp(i)[0] / tb)) for i in range(len(reader))]
-        for start in range(0, len(reader), self.batch_size):
+        end = len(reader) if self.stop is None else min(self.stop, len(reader))
+        if self.start >= len(reader):
+            raise UserError(f"frame {self.start} is past the end of {self.path} ({len(reader)} frames)")
+        for start in range(self.start, end, self.batch_size):
             try:
-                images = reader.get_batch(list(range(start, min(start + self.batch_size, len(reader))))).asnumpy()
+                images = reader.get_batch(list(range(start, min(start + self.batch_size, end)))).asnumpy()
             except decord.DECORDError as e:
-                self._stopped_early(start, e)
+                self._stopped_early(start - self.start, e)
                 return
             for i, image in enumerate(images):
                 yield upright(image, self.info.rotation), pts[start + i]
+
+
+class _SeekFailed(Exception):
+    """Seeking could not be matched to frame positions by pts: decode from the beginning instead."""
 
 
 def default_tick(info: VideoInfo) -> int:
