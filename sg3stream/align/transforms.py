@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.stylegan3 import make_transform  # noqa: F401  (the reference's, re-exported for comparisons)
+
 
 def quad_matrix(quads: np.ndarray) -> np.ndarray:
     """[..., 4, 2] quads -> [..., 3, 3] M_Q (normalised image coordinates -> source pixels)."""
@@ -49,12 +51,6 @@ def quad_matrix(quads: np.ndarray) -> np.ndarray:
     m[..., 0:2, 2] = c
     m[..., 2, 2] = 1.0
     return m
-
-
-def make_transform(translate, angle: float) -> np.ndarray:
-    """stylegan3's make_transform (angle in degrees), for comparisons with the reference."""
-    a = np.deg2rad(angle)
-    return np.array([[np.cos(a), np.sin(a), translate[0]], [-np.sin(a), np.cos(a), translate[1]], [0, 0, 1]])
 
 
 def generator_transforms(aligned_quads: np.ndarray, crop_quads: np.ndarray) -> dict[str, np.ndarray]:

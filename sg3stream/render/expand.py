@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.stylegan3 import make_transform
+
 
 @dataclass(frozen=True)
 class Expansion:
@@ -47,12 +49,6 @@ class Expansion:
     def canvas(self, res: int) -> tuple[int, int]:
         """(height, width) of the expanded image."""
         return res + self.top + self.bottom, res + self.left + self.right
-
-
-def make_transform(translate, angle_deg: float) -> np.ndarray:
-    """The reference's make_transform: [[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]."""
-    a = np.deg2rad(angle_deg)
-    return np.array([[np.cos(a), np.sin(a), translate[0]], [-np.sin(a), np.cos(a), translate[1]], [0, 0, 1.0]])
 
 
 def tile_shifts(expansion: Expansion, res: int) -> list[tuple[float, float]]:
