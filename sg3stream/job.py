@@ -57,6 +57,17 @@ class RunOptions:
     output_mode: str = "full"
     passthrough: bool = False  # decode -> encode only (no model stages)
     reference_mode: bool = False  # the paper's way: one frame per model call, stages one after the other
+    # pivotal tuning of the generator on the clip (sg3stream/pti; a first pass when pti_steps > 0)
+    pti_steps: int = 0
+    pti_lr: float = 3e-4
+    pti_frames: int = 64          # training frames, evenly spread over the clip
+    pti_batch: int = 1            # frames per step
+    pti_seed: int = 0
+    pti_checkpoint_every: int = 500
+    pti_checkpoint_dir: Path | None = None  # default: <artifacts>/pti or .<output name>.pti/ beside the output
+    resume: bool = False
+    save_generator: Path | None = None
+    lpips_weights: Path | None = None
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -111,6 +122,18 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     return stages, description
 
 
+def tune_generator(options: RunOptions, stages: list[Stage], reporter: Reporter) -> None:
+    """With --pti-steps N > 0: a first pass over the clip and PTI (sg3stream/pti/clip.py); the render stage then
+    renders with the tuned generator."""
+    if options.pti_steps == 0 or options.passthrough:
+        if options.save_generator is not None or options.resume:
+            raise UserError("--save-generator and --resume go with --pti-steps N (N > 0)")
+        return
+    from .pti.clip import tune_render_stage
+
+    tune_render_stage(options, next(s for s in stages if s.name == "render"), reporter)
+
+
 def weights_file(name_or_path: str | None) -> Path | None:
     """The file behind a --generator/--encoder value (a path or a cached name), None for demo or unset."""
     if not name_or_path or name_or_path == "demo":
@@ -139,6 +162,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
     total = estimated_frames(reader)
     stages, edits = build_stages(options, total, artifacts)
+    tune_generator(options, stages, reporter)
     info = reader.info
     writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                          codec=options.codec, crf=options.crf, preset=options.preset)
@@ -147,7 +171,8 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
 
     def tick(p: Pipeline) -> None:
         elapsed = time.perf_counter() - started
-        reporter.progress(p.frames_done, p.frames_done / elapsed if elapsed > 0 else 0.0)
+        reporter.progress(p.frames_done, p.frames_done / elapsed if elapsed > 0 else 0.0,
+                          [s.to_dict() for s in p.stats])
 
     reporter.start(total, f"{Path(options.input).name}")
     try:

@@ -27,7 +27,8 @@ class Reporter:
 
     def start(self, total: int | None, description: str) -> None: ...
 
-    def progress(self, done: int, fps: float) -> None: ...
+    def progress(self, done: int, fps: float, stages: list[dict] | None = None) -> None:
+        """`stages`: per-stage figures (name, busy_fraction, …) of the run so far."""
 
     def warning(self, message: str) -> None:
         self.warnings.append(message)
@@ -77,13 +78,14 @@ class RichReporter(Reporter):
     def start(self, total, description):
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=self.console, transient=False)
+                            TimeRemainingColumn(), TextColumn("{task.fields[busiest]}"), console=self.console,
+                            transient=False)
         self.bar.start()
-        self.task = self.bar.add_task(description, total=total, fps=0.0)
+        self.task = self.bar.add_task(description, total=total, fps=0.0, busiest="")
 
-    def progress(self, done, fps):
+    def progress(self, done, fps, stages=None):
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, fps=fps)
+            self.bar.update(self.task, completed=done, fps=fps, busiest=busiest_stage(stages))
 
     def warning(self, message):
         super().warning(message)
@@ -120,13 +122,14 @@ class JsonReporter(Reporter):
         self.total = total
         self.emit("start", description=description, total=total)
 
-    def progress(self, done, fps):
+    def progress(self, done, fps, stages=None):
         now = time.perf_counter()
         if now - self.last < self.interval_s:
             return
         self.last = now
         eta = (self.total - done) / fps if self.total and fps > 0 else None
-        self.emit("progress", frames=done, total=self.total, fps=fps, eta_s=eta)
+        busy = {s["name"]: round(s["busy_fraction"], 3) for s in stages or []}
+        self.emit("progress", frames=done, total=self.total, fps=fps, eta_s=eta, busy=busy)
 
     def warning(self, message):
         super().warning(message)
@@ -141,6 +144,14 @@ class JsonReporter(Reporter):
     def error(self, message):
         self.emit("error", message=message)
         super().error(message)
+
+
+def busiest_stage(stages: list[dict] | None) -> str:
+    """'busiest: invert 93%' — the stage that limits the run, for the progress bar."""
+    if not stages:
+        return ""
+    top = max(stages, key=lambda s: s["busy_fraction"])
+    return f"busiest: {top['name']} {top['busy_fraction']:.0%}"
 
 
 def make_reporter(log_format: str) -> Reporter:

@@ -52,6 +52,8 @@ def test_json_logs_are_one_object_per_line(tmp_path, clip):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[0]["event"] == "start" and events[0]["total"] == 40
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and set(progress[-1]["busy"]) == {"decode", "encode"}
     assert events[-1]["event"] == "summary" and events[-1]["frames"] == 40
     assert {"decode", "encode"} == {s["name"] for s in events[-1]["stages"]}
 
