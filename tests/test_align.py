@@ -1,6 +1,5 @@
-"""Face tracking and FFHQ alignment on synthetic clips: tests/data/face.png moved by known similarity transforms."""
+"""Face tracking and FFHQ alignment on synthetic clips: the bundled face photo moved by known similarity transforms."""
 from fractions import Fraction
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,15 +13,15 @@ from sg3stream.align.track import bridge_gaps, smooth
 from sg3stream.align.transforms import generator_transforms, make_transform, render_with_transform
 from sg3stream.errors import UserError
 from sg3stream.pipeline.batch import FrameBatch
+from sg3stream.synthetic import face_photo
 
-FACE = Path(__file__).parent / "data" / "face.png"
 W, H = 480, 360
 N = 24
 BLANK = (10, 11)  # blank frames inside the clip (bridged with the default max_gap)
 
 
 def _photo() -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(FACE)), cv2.COLOR_BGR2RGB)
+    return face_photo()
 
 
 def _motion(k: int, n: int = N):
