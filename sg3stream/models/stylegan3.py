@@ -18,7 +18,6 @@ import numpy as np
 import scipy.signal
 import scipy.special
 import torch
-import torch.nn.functional as F
 
 from sg3stream.ops import get_ops
 
@@ -147,6 +146,11 @@ class SynthesisInput(torch.nn.Module):
         self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0], rng=rng)
         self.register_buffer("freqs", freqs)    # [channels, 2]
         self.register_buffer("phases", phases)  # [channels]
+        # Sample coordinates along x and along y, as F.affine_grid(align_corners=False) computes them for the
+        # official theta = diag(size / (2 * sampling_rate)): the same float32 numbers, but a constant (affine_grid
+        # has no ONNX export below opset 20). Not persistent: official state dicts do not have it.
+        coords = torch.linspace(-1, 1, self.size) * (self.size - 1) / self.size
+        self.register_buffer("coords", coords * (0.5 * self.size / sampling_rate), persistent=False)  # [size]
 
     def style(self, w, ops=None):
         """StyleSpace vector of this layer: t = (r_c, r_s, t_x, t_y), [B, 4]."""
@@ -158,15 +162,11 @@ class SynthesisInput(torch.nn.Module):
         user = batch_transforms(transform, batch, device)
 
         # Rotation and translation from t, then the user-specified inverse transform.
+        # Built with stack rather than in-place writes into eye(3): same matrices, and a plain graph when exported.
         t = t / t[:, :2].norm(dim=1, keepdim=True)
-        m_r = torch.eye(3, device=device).repeat([batch, 1, 1])
-        m_r[:, 0, 0] = t[:, 0]
-        m_r[:, 0, 1] = -t[:, 1]
-        m_r[:, 1, 0] = t[:, 1]
-        m_r[:, 1, 1] = t[:, 0]
-        m_t = torch.eye(3, device=device).repeat([batch, 1, 1])
-        m_t[:, 0, 2] = -t[:, 2]
-        m_t[:, 1, 2] = -t[:, 3]
+        zero, one = torch.zeros_like(t[:, 0]), torch.ones_like(t[:, 0])
+        m_r = torch.stack([t[:, 0], -t[:, 1], zero, t[:, 1], t[:, 0], zero, zero, zero, one], 1).reshape(-1, 3, 3)
+        m_t = torch.stack([one, zero, -t[:, 2], zero, one, -t[:, 3], zero, zero, one], 1).reshape(-1, 3, 3)
         transforms = m_r @ m_t @ user
 
         freqs = self.freqs.unsqueeze(0)
@@ -176,12 +176,11 @@ class SynthesisInput(torch.nn.Module):
         # Dampen frequencies that the user transform pushed out of band.
         amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
 
-        theta = torch.eye(2, 3, device=device)
-        theta[0, 0] = 0.5 * self.size / self.sampling_rate
-        theta[1, 1] = 0.5 * self.size / self.sampling_rate
-        grid = F.affine_grid(theta.unsqueeze(0), [1, 1, self.size, self.size], align_corners=False)  # [1, H, W, 2]
+        # grid[h, w] = (x_w, y_h), the official affine_grid output.
+        n = self.size
+        grid = torch.stack([self.coords.unsqueeze(0).expand(n, n), self.coords.unsqueeze(1).expand(n, n)], 2)
 
-        x = torch.einsum("hwk,bck->bhwc", grid[0], freqs)
+        x = torch.einsum("hwk,bck->bhwc", grid, freqs)
         x = x + phases.unsqueeze(1).unsqueeze(2)
         x = torch.sin(x * (np.pi * 2))
         x = x * amplitudes.unsqueeze(1).unsqueeze(2)

@@ -20,7 +20,7 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
     px0, px1, py0, py1 = parse_padding(padding)
     fu_w, fu_h = filter_size(fu)
     fd_w, fd_h = filter_size(fd)
-    n, c, h, w = x.shape
+    c, h, w = (int(d) for d in x.shape[1:])  # Python ints: static shapes in an exported graph
     out_w = (w * up + px0 + px1 - (fu_w - 1) - (fd_w - 1) + (down - 1)) // down
     out_h = (h * up + py0 + py1 - (fu_h - 1) - (fd_h - 1) + (down - 1)) // down
 
@@ -29,7 +29,7 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
     x = upfirdn2d(x, fu, up=up, padding=[px0, px1, py0, py1], gain=up ** 2, flip_filter=flip_filter)
     x = _lrelu_gain_clamp(x, float(slope), float(gain), clamp)
     x = upfirdn2d(x, fd, down=down, flip_filter=flip_filter)
-    assert x.shape == (n, c, out_h, out_w), (x.shape, (n, c, out_h, out_w))
+    assert tuple(x.shape[1:]) == (c, out_h, out_w), (tuple(x.shape), (c, out_h, out_w))
     return x
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 def modulated_conv2d(x, weight, styles, demodulate=True, padding=0, input_gain=None):
     """x [B,I,H,W], weight [O,I,k,k], styles [B,I], input_gain scalar/[I]/[B,I] -> [B,O,H',W'] in x.dtype."""
-    batch, in_c = styles.shape
+    in_c = int(styles.shape[1])
     w = weight.to(torch.float32)
     s = styles.to(torch.float32)
     if demodulate:
@@ -21,9 +21,9 @@ def modulated_conv2d(x, weight, styles, demodulate=True, padding=0, input_gain=N
         s = s * s.square().mean(dim=1, keepdim=True).rsqrt()
         dcoefs = (s.square() @ w.square().sum([2, 3]).t() + 1e-8).rsqrt()  # [B, O]
     if input_gain is not None:
-        s = s * torch.as_tensor(input_gain, dtype=torch.float32, device=s.device).expand(batch, in_c)
-    x = x * s.to(x.dtype).reshape(batch, in_c, 1, 1)
+        s = s * torch.as_tensor(input_gain, dtype=torch.float32, device=s.device)  # broadcasts to [B, I]
+    x = x * s.to(x.dtype).reshape(-1, in_c, 1, 1)  # -1: the batch stays symbolic in an exported graph
     x = F.conv2d(x, w.to(x.dtype), padding=padding)
     if demodulate:
-        x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = x * dcoefs.to(x.dtype).unsqueeze(2).unsqueeze(3)
     return x

@@ -8,6 +8,9 @@ The filter is convolved (not correlated) unless flip_filter=True.
 
 Why it is fast: upsampling is a strided transposed convolution (no zeros are ever multiplied), downsampling a
 strided convolution (dropped samples are never computed), and every pass is one depthwise convolution.
+
+Export-friendly: channel counts, spatial sizes and filter sizes are read as Python ints, so a traced graph (ONNX)
+has static convolution kernels and paddings; only the batch dimension stays symbolic.
 """
 from __future__ import annotations
 
@@ -36,8 +39,9 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
 
 def _fir_pass(x, f2d, upx, downx, px0, px1, upy, downy, py0, py1, flip_filter):
     """One depthwise pass with a 2-D filter [fh, fw] (a row or column for the separable passes)."""
-    n, c, h, w = x.shape
-    fh, fw = f2d.shape
+    # Python ints, not traced sizes: the depthwise kernels and paddings must be static in an exported graph.
+    c, h, w = (int(d) for d in x.shape[1:])
+    fh, fw = (int(d) for d in f2d.shape)
     out_w = w * upx + px0 + px1 - fw + 1
     out_h = h * upy + py0 + py1 - fh + 1
     if out_w < 1 or out_h < 1:
@@ -50,8 +54,8 @@ def _fir_pass(x, f2d, upx, downx, px0, px1, upy, downy, py0, py1, flip_filter):
         # Identity-size filter: just scale, zero-insert, pad and subsample.
         x = x * corr[0, 0]
         if upx > 1 or upy > 1:
-            x = x.reshape(n, c, h, 1, w, 1)
-            x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(n, c, h * upy, w * upx)
+            x = x.reshape(-1, c, h, 1, w, 1)
+            x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(-1, c, h * upy, w * upx)
         return _pad_or_crop(x, px0, px1, py0, py1)[:, :, ::downy, ::downx]
 
     # Depthwise convolutions run several times faster in channels-last layout on CPU (oneDNN).
@@ -68,7 +72,8 @@ def _fir_pass(x, f2d, upx, downx, px0, px1, upy, downy, py0, py1, flip_filter):
     weight = corr.flip([0, 1]).reshape(1, 1, fh, fw).expand(c, 1, fh, fw).contiguous()
     z = F.conv_transpose2d(x, weight, stride=(upy, upx), groups=c)
     sx, sy = fw - 1 - px0, fh - 1 - py0
-    z = _pad_or_crop(z, -sx, out_w - z.shape[3] + sx, -sy, out_h - z.shape[2] + sy)
+    zh, zw = (h - 1) * upy + fh, (w - 1) * upx + fw  # conv_transpose2d output size
+    z = _pad_or_crop(z, -sx, out_w - zw + sx, -sy, out_h - zh + sy)
     return z[:, :, ::downy, ::downx]
 
 
@@ -76,4 +81,5 @@ def _pad_or_crop(x, px0, px1, py0, py1):
     """F.pad semantics (negative values crop), but a crop-only request is a view instead of a copy."""
     if max(px0, px1, py0, py1) > 0:
         return F.pad(x, [px0, px1, py0, py1])
-    return x[:, :, -py0: x.shape[2] + py1, -px0: x.shape[3] + px1]
+    h, w = int(x.shape[2]), int(x.shape[3])
+    return x[:, :, -py0: h + py1, -px0: w + px1]
