@@ -21,7 +21,7 @@ from .render.expand import Expansion
 from .render.stages import OUTPUT_MODES
 from .report import Reporter
 from .video.decode import FrameReader
-from .video.encode import VideoWriter, check_codec, check_output_path
+from .video.encode import VideoWriter, check_codec, check_output_path, resolve_codec
 
 
 @dataclass
@@ -156,7 +156,8 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     if options.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     output = check_output_path(options.output, options.input)
-    check_codec(options.codec)
+    codec = resolve_codec(options.codec)
+    check_codec(codec)
     batch_size = 1 if options.reference_mode else options.batch_size
     reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
@@ -165,7 +166,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     tune_generator(options, stages, reporter)
     info = reader.info
     writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                         codec=options.codec, crf=options.crf, preset=options.preset)
+                         codec=codec, crf=options.crf, preset=options.preset)
     pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size, sequential=options.reference_mode)
     started = time.perf_counter()
 

@@ -166,3 +166,13 @@ def test_output_path_checks(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError):
         check_output_path(tmp_path / "file" / "out.mp4", src)
+
+
+def test_auto_codec_is_libx264_without_an_nvidia_gpu(monkeypatch):
+    import torch
+
+    from sg3stream.video.encode import resolve_codec
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_codec("auto") == "libx264"
+    assert resolve_codec("libx265") == "libx265"

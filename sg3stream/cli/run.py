@@ -37,7 +37,8 @@ def run(
     decoder: str = typer.Option("pyav", help="Decoder: pyav or decord."),
     batch_size: int = typer.Option(8, help="Frames per batch flowing between stages."),
     queue_size: int = typer.Option(4, help="Batches each queue between two stages may hold."),
-    codec: str = typer.Option("libx264", help="Output video codec (FFmpeg encoder name)."),
+    codec: str = typer.Option("libx264", help="Output video codec (FFmpeg encoder name), or auto: h264_nvenc on an "
+                              "NVIDIA GPU, libx264 elsewhere."),
     crf: int = typer.Option(18, help="Quality for libx264/libx265 (lower is better)."),
     preset: str = typer.Option("fast", help="Encoder speed preset for libx264/libx265."),
     artifacts: Path = typer.Option(None, help="Folder for run.json and the stages' artifacts."),

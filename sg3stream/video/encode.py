@@ -23,6 +23,8 @@ log = logging.getLogger("sg3stream")
 
 # Codecs that take a constant-rate-factor quality setting.
 CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9"}
+# NVIDIA's hardware encoders (in PyAV's FFmpeg build): constant quality is "cq", presets p1 (fast) .. p7 (best).
+NVENC_CODECS = {"h264_nvenc", "hevc_nvenc", "av1_nvenc"}
 # FFmpeg's default channel order for a channel count, for audio that comes without one.
 DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
@@ -47,6 +49,31 @@ def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None
     if not output.suffix:
         raise UserError(f"output needs a file extension that names the container (.mp4, .mkv, .mov): {output}")
     return output
+
+
+def resolve_codec(codec: str) -> str:
+    """`auto`: NVENC H.264 where an NVIDIA GPU and its encoder work, libx264 otherwise; other names unchanged."""
+    if codec != "auto":
+        return codec
+    import torch
+
+    if torch.cuda.is_available() and _encoder_opens("h264_nvenc"):
+        return "h264_nvenc"
+    return "libx264"
+
+
+def _encoder_opens(codec: str) -> bool:
+    """Encode one small frame in memory: listing an encoder does not mean the driver and GPU behind it work."""
+    try:
+        with av.open(io.BytesIO(), "w", format="mp4") as out:
+            stream = out.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.zeros((256, 256, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        return True
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
 
 
 def check_codec(codec: str) -> None:
@@ -178,6 +205,8 @@ class VideoWriter:
         stream.codec_context.time_base = self.time_base
         if self.codec in CRF_CODECS:
             stream.options = {"crf": str(self.crf), "preset": self.preset}
+        elif self.codec in NVENC_CODECS:
+            stream.options = {"rc": "vbr", "cq": str(self.crf), "preset": "p4"}
         self.stream = stream
         if self.audio_from is not None:
             self.audio = AudioCopier(self.audio_from, self.container)
