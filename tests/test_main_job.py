@@ -156,3 +156,30 @@ def test_reference_mode_runs_one_frame_at_a_time_to_the_same_result(face_clip, o
     stats = json.loads((tmp_path / "art" / "run.json").read_text())["stages"]
     assert stats[0]["batches"] == FRAMES  # decoded one frame at a time (the model stages get max_batch=1)
     assert all(s["wait_in_s"] == 0 and s["wait_out_s"] == 0 for s in stats)  # no queues: no overlap
+
+
+def test_sigterm_during_the_full_pipeline_leaves_no_process_and_no_output(face_clip, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen(sg3stream_cmd("run", str(face_clip), "-o", str(out), "--log-format", "json",
+                                          "--landmark-workers", "2", "--batch-size", "2", "--artifacts",
+                                          str(tmp_path / "art")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # frames are flowing through every stage
+        if json.loads(line)["event"] == "progress":
+            break
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the landmark pool should be running"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and
+             "zombie" not in open(f"/proc/{pid}/status").read().lower()]
+    assert alive == []
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["art"], [])
+    art = tmp_path / "art"
+    assert not art.exists() or list(art.iterdir()) == []  # no half-written artifacts (nor their temporary files)
