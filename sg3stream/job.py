@@ -63,6 +63,7 @@ class RunOptions:
     pti_frames: int = 64          # training frames, evenly spread over the clip
     pti_batch: int = 1            # frames per step
     pti_seed: int = 0
+    pti_reg_every: int = 1        # PTI locality regularisation every N steps (0 = off)
     pti_checkpoint_every: int = 500
     pti_checkpoint_dir: Path | None = None  # default: <artifacts>/pti or .<output name>.pti/ beside the output
     resume: bool = False

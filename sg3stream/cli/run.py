@@ -42,6 +42,21 @@ def run(
     crf: int = typer.Option(18, help="Quality for libx264/libx265 (lower is better)."),
     preset: str = typer.Option("fast", help="Encoder speed preset for libx264/libx265."),
     artifacts: Path = typer.Option(None, help="Folder for run.json and the stages' artifacts."),
+    pti_steps: int = typer.Option(0, help="Pivotal tuning of the generator on the clip, steps (0 = off; the "
+                                  "reference uses 8000). Adds a first pass over the clip."),
+    pti_lr: float = typer.Option(3e-4, help="PTI learning rate (Adam)."),
+    pti_frames: int = typer.Option(64, help="PTI training frames, evenly spread over the clip's faces."),
+    pti_batch: int = typer.Option(1, help="PTI frames per step."),
+    pti_seed: int = typer.Option(0, help="PTI seed (sample order, regularisation)."),
+    pti_reg_every: int = typer.Option(1, help="PTI locality regularisation every N steps (0 = off)."),
+    pti_checkpoint_every: int = typer.Option(500, help="PTI checkpoint every N steps (0 = only at the end)."),
+    pti_checkpoint_dir: Path = typer.Option(None, help="PTI checkpoint folder (default: ARTIFACTS/pti, else "
+                                            ".OUTPUT.pti beside the output)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue PTI from its last checkpoint."),
+    save_generator: Path = typer.Option(None, help="Write the PTI-tuned generator here (.safetensors; reuse it "
+                                        "with --generator)."),
+    lpips_weights: Path = typer.Option(None, help="LPIPS linear heads (lpips' weights/v0.1/vgg.pth or alex.pth) "
+                                       "for PTI; the backbone comes from the torch hub cache. Default: MS-SSIM."),
     log_format: str = typer.Option("rich", help="rich (progress bar) or json (JSON lines, for headless jobs)."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
@@ -54,7 +69,11 @@ def run(
                          align_smoothing=align_smoothing, landmark_workers=landmark_workers,
                          smooth_sigma=smooth_sigma, fine_layers=fine_layers, edits=list(edit), edit_ramp=edit_ramp,
                          expand=expand, output_mode=output_mode, passthrough=passthrough,
-                         reference_mode=reference_mode)
+                         reference_mode=reference_mode, pti_steps=pti_steps, pti_lr=pti_lr, pti_frames=pti_frames,
+                         pti_batch=pti_batch, pti_seed=pti_seed, pti_reg_every=pti_reg_every,
+                         pti_checkpoint_every=pti_checkpoint_every,
+                         pti_checkpoint_dir=pti_checkpoint_dir, resume=resume, save_generator=save_generator,
+                         lpips_weights=lpips_weights)
     with reported_errors(reporter, debug), reporter.capturing_warnings():
         summary = run_video(options, reporter)
         reporter.finish(summary)

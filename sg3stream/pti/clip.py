@@ -1,0 +1,152 @@
+"""PTI for a whole clip inside `sg3stream run`: the first of two passes.
+
+The pipeline streams in bounded memory, but tuning needs the pivots of the whole clip before anything can be
+rendered. So with `--pti-steps N > 0` a run has two passes:
+
+  pass 1: decode -> landmarks -> align -> invert -> smooth -> collect
+          `FrameCollector` keeps, for frames with a face, the unaligned `crop`, `latents_smoothed` and
+          `transform_smoothed` of at most 2 x `--pti-frames` evenly spread frames (it halves what it holds whenever
+          it reaches that bound, so memory is bounded whatever the clip's length: 2 x 64 crops of 256x256 = 25 MB),
+          then picks `--pti-frames` evenly spread ones;
+  train:  sg3stream.pti.train on those samples (checkpoints, --resume);
+  pass 2: the normal run; the render stage uses the tuned generator (`RenderModels`), while inversion keeps the
+          original one (the pivots come from it, as in the reference). Pass 2 redoes landmarks and inversion: they
+          are deterministic, so its pivots are those pass 1 trained on.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..pipeline.batch import FrameBatch
+from .train import PTIConfig, PTISamples, train_pti
+
+log = logging.getLogger("sg3stream")
+
+
+class FrameCollector:
+    """Sink of pass 1: keeps an evenly spread, bounded subset of the frames with a face."""
+
+    def __init__(self, max_frames: int):
+        if max_frames < 1:
+            raise UserError("--pti-frames must be at least 1")
+        self.max_frames = max_frames
+        self.stride = 1       # keep every stride-th face frame
+        self.seen = 0         # face frames seen so far
+        self.kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def __call__(self, batch: FrameBatch) -> None:
+        has = np.asarray(batch.data["has_latents"], bool)
+        for i in np.flatnonzero(has):
+            transform = batch.data["transform_smoothed"][i]
+            latents = batch.data["latents_smoothed"][i]
+            if not (np.isfinite(transform).all() and np.isfinite(latents).all()):
+                continue
+            if self.seen % self.stride == 0:
+                self.kept.append((int(batch.index[i]), batch.data["crop"][i].copy(), latents.astype(np.float32),
+                                  transform.astype(np.float32)))
+                if len(self.kept) >= 2 * self.max_frames:
+                    self.kept = self.kept[::2]
+                    self.stride *= 2
+            self.seen += 1
+
+    def samples(self) -> PTISamples:
+        if not self.kept:
+            raise UserError("PTI: no frame with a face to tune the generator on")
+        pick = np.unique(np.linspace(0, len(self.kept) - 1, min(self.max_frames, len(self.kept))).round().astype(int))
+        rows = [self.kept[i] for i in pick]
+        return PTISamples(frames=np.array([r[0] for r in rows]), crops=np.stack([r[1] for r in rows]),
+                          latents=np.stack([r[2] for r in rows]), transforms=np.stack([r[3] for r in rows]))
+
+
+class RenderModels:
+    """`Models` as the render stage sees it in pass 2: the tuned generator, the original encoder and device."""
+
+    def __init__(self, models, generator):
+        self.base = models
+        self.device = models.device
+        self._generator = generator.to(models.device)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.base.is_demo
+
+    def encoder(self):
+        return self.base.encoder()
+
+    def generator(self):
+        return self._generator
+
+
+def checkpoint_dir_for(options) -> Path:
+    """Where PTI checkpoints go: `<artifacts>/pti/`, else the hidden folder `.<output name>.pti/` beside the output."""
+    if options.pti_checkpoint_dir is not None:
+        return Path(options.pti_checkpoint_dir)
+    if options.artifacts is not None:
+        return Path(options.artifacts) / "pti"
+    output = Path(options.output)
+    return output.with_name(f".{output.name}.pti")
+
+
+def pti_config(options) -> PTIConfig:
+    config = PTIConfig(steps=options.pti_steps, lr=options.pti_lr, batch=options.pti_batch, seed=options.pti_seed,
+                       reg_interval=options.pti_reg_every, checkpoint_every=options.pti_checkpoint_every)
+    config.check()
+    return config
+
+
+def collect_samples(options, models) -> PTISamples:
+    """Pass 1: run the clip up to smoothing with `models` (the run's `Models`) and keep the training frames."""
+    from ..align import AlignStage, LandmarkStage
+    from ..edit.smoothing import SmoothStage
+    from ..invert.stage import InvertStage
+    from ..pipeline.runner import Pipeline
+    from ..video.decode import FrameReader
+
+    batch = 1 if options.reference_mode else options.batch_size
+    stages = [
+        LandmarkStage(workers=options.landmark_workers),
+        AlignStage(size=256, crop=options.crop, align_smoothing=options.align_smoothing),
+        InvertStage(models, n_iters=options.n_iters, max_batch=batch),
+        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window),
+    ]
+    collector = FrameCollector(options.pti_frames)
+    reader = FrameReader(options.input, batch_size=batch, decoder=options.decoder)
+    Pipeline(reader, stages, collector, queue_size=options.queue_size, sink_name="collect").run()
+    return collector.samples()
+
+
+def tune_render_stage(options, render_stage, reporter=None):
+    """Pass 1 and training; the render stage then renders with the tuned generator (also saved to
+    --save-generator when given). Returns the tuned generator."""
+    config = pti_config(options)
+    started = time.perf_counter()
+    models = render_stage.models
+    samples = collect_samples(options, models)
+    if reporter is not None:
+        reporter.info(f"PTI: tuning the generator on {len(samples)} frames, {config.steps} steps")
+    checkpoints = checkpoint_dir_for(options)
+    last_report = [time.perf_counter()]
+
+    def on_step(step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if reporter is not None and (now - last_report[0] > 10 or step == config.steps):
+            reporter.info(f"PTI: step {step}/{config.steps}, loss {loss:.4f}")
+            last_report[0] = now
+
+    from .losses import ReconstructionLoss, perceptual_loss
+
+    loss = ReconstructionLoss(perceptual_loss(options.lpips_weights))
+    tuned = train_pti(models.generator(), samples, config, loss=loss, device=models.device,
+                      checkpoint_dir=checkpoints, resume=options.resume, on_step=on_step)
+    if options.save_generator is not None:
+        from .save import save_generator
+
+        save_generator(tuned, options.save_generator, tuned_from=options.generator or options.encoder or "demo")
+    render_stage.models = RenderModels(models, tuned)
+    log.info("PTI: done in %.1f s", time.perf_counter() - started)
+    return tuned
