@@ -40,9 +40,12 @@ def cache_root() -> Path:
 
 
 def module_fingerprint(module: nn.Module, extra: str = "") -> str:
-    """sha256 (hex, 20 chars) of a module's class, its state_dict (names, shapes, dtypes, bytes) and `extra`."""
+    """sha256 (hex, 20 chars) of a module's class, its repr, its state_dict (names, shapes, dtypes, bytes) and `extra`.
+
+    The repr carries configuration that is not in the state dict (sizes, sampling rates, output scale...).
+    """
     h = hashlib.sha256()
-    h.update(f"{type(module).__module__}.{type(module).__qualname__}|{extra}".encode())
+    h.update(f"{type(module).__module__}.{type(module).__qualname__}|{extra}|{module!r}".encode())
     for k, v in module.state_dict().items():
         h.update(f"{k}|{tuple(v.shape)}|{v.dtype}".encode())
         h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -397,7 +397,22 @@ class SynthesisNetwork(torch.nn.Module):
     def extra_repr(self):
         return (f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "
                 f"img_channels={self.img_channels}, num_layers={self.num_layers}, num_critical={self.num_critical}, "
-                f"margin_size={self.margin_size}, num_fp16_res={self.num_fp16_res}")
+                f"margin_size={self.margin_size}, output_scale={self.output_scale:g}, num_fp16_res={self.num_fp16_res}")
+
+
+class SynthesisWrapper(torch.nn.Module):
+    """(ws [B, num_ws, w_dim], transform [B, 3, 3]) -> image [B, img_channels, R, R], both inputs batch-first.
+
+    The synthesis network with the per-frame transform as a plain second input, which is what an exported graph
+    (ONNX, TensorRT) or an engine needs. Renders W+ codes only; StyleSpace input stays with `synthesis(styles=...)`.
+    """
+
+    def __init__(self, synthesis: SynthesisNetwork):
+        super().__init__()
+        self.synthesis = synthesis
+
+    def forward(self, ws, transform):
+        return self.synthesis(ws, transform=transform)
 
 
 class Generator(torch.nn.Module):
