@@ -92,6 +92,7 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
                     engine=options.engine)
     generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
+    models.synthesis_engine()  # --engine onnx/tensorrt: the synthesis graph is exported/built here, not mid-run
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
     catalog = DirectionCatalog.for_generator(generator, demo=models.is_demo or options.generator == "demo",
                                              generator_path=generator_file)

@@ -1,6 +1,7 @@
 """The models of one run: the encoder and the generator, loaded once, on first use, by whichever stage needs them."""
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 
@@ -35,6 +36,7 @@ class Models:
         self._lock = threading.Lock()
         self._encoder = None
         self._generator = None
+        self._synthesis_engine = None
 
     @property
     def is_demo(self) -> bool:
@@ -65,3 +67,27 @@ class Models:
     def generator(self):
         self._load()
         return self._generator
+
+    def synthesis_engine(self):
+        """The generator's synthesis network behind `engine` ("onnx", "tensorrt"), built on first use; None for torch.
+
+        Called as `engine(ws [B, num_ws, w_dim], transform [B, 3, 3])` -> images [B, 3, R, R] on `device`. It renders
+        W+ codes only: StyleSpace edits need `G.synthesis(styles=...)`, which stays in torch.
+        """
+        if self.engine == "torch":
+            return None
+        generator = self.generator()
+        with self._lock:
+            if self._synthesis_engine is None:
+                from sg3stream.engines.base import create_engine
+
+                from .stylegan3 import SynthesisWrapper
+
+                # Export a CPU copy: exporting moves the module, and the encoder may be using the generator meanwhile.
+                synthesis = copy.deepcopy(generator.synthesis).cpu()
+                # Tracing example: w_avg for every layer (values do not matter, shapes do; the batch stays dynamic).
+                ws = generator.mapping.w_avg.detach().float().cpu().reshape(1, 1, -1).repeat(1, generator.num_ws, 1)
+                self._synthesis_engine = create_engine(
+                    SynthesisWrapper(synthesis), self.engine, example_inputs=(ws, torch.eye(3)[None]),
+                    device=self.device, input_names=("ws", "transform"), output_names=("img",))
+        return self._synthesis_engine

@@ -28,7 +28,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 class RenderStage(Stage):
     """Attaches `render` [N,H,W,3] uint8 (H = res + top + bottom, W = res + left + right; black where no face), and
-    `render_recon` (the unedited reconstruction) when `with_reconstruction`."""
+    `render_recon` (the unedited reconstruction) when `with_reconstruction`.
+
+    With an engine other than torch (`Models.synthesis_engine`), W codes render through it; batches with StyleSpace
+    edits render in torch, because the exported graph takes W codes, not styles.
+    """
 
     name = "render"
 
@@ -40,9 +44,13 @@ class RenderStage(Stage):
         self.max_batch = max_batch
         self.with_reconstruction = with_reconstruction
         self.generator = None
+        self.engine = None
 
     def setup(self) -> None:
         self.generator = self.models.generator()
+        # None: torch. Stand-ins for Models without engines (PTI's tuned generator) render in torch too.
+        synthesis_engine = getattr(self.models, "synthesis_engine", None)
+        self.engine = synthesis_engine() if synthesis_engine is not None else None
 
     @torch.no_grad()
     def _render(self, ws: np.ndarray, offsets: dict[str, np.ndarray], transforms: np.ndarray) -> np.ndarray:
@@ -54,6 +62,8 @@ class RenderStage(Stage):
 
         def synthesize(repeats: int, all_t: torch.Tensor) -> torch.Tensor:
             w = ws_t.repeat_interleave(repeats, dim=0)
+            if not offsets and self.engine is not None:
+                return self.engine(w, all_t).to(device)
             if not offsets:
                 return g.synthesis(w, transform=all_t)
             styles = g.synthesis.styles(w)
