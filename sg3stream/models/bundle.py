@@ -85,6 +85,7 @@ class Models:
 
                 # Export a CPU copy: exporting moves the module, and the encoder may be using the generator meanwhile.
                 synthesis = copy.deepcopy(generator.synthesis).cpu()
+                synthesis.ops_impl = "torch"  # the graph is traced from the torch ops, never from custom kernels
                 # Tracing example: w_avg for every layer (values do not matter, shapes do; the batch stays dynamic).
                 ws = generator.mapping.w_avg.detach().float().cpu().reshape(1, 1, -1).repeat(1, generator.num_ws, 1)
                 self._synthesis_engine = create_engine(
