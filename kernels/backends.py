@@ -25,6 +25,12 @@ THREADS = 256
 MAX_BLOCKS = 65535
 TILE = 16            # filtered_lrelu: outputs per tile side
 SHARED_LIMIT = 48 * 1024
+# The extern "C" kernels of each source (one per dtype).
+FUNCTIONS = {
+    "upfirdn2d.cu": ("upfirdn2d_f32", "upfirdn2d_f16"),
+    "bias_act.cu": ("bias_act_forward_f32", "bias_act_forward_f16", "bias_act_backward_f32", "bias_act_backward_f16"),
+    "filtered_lrelu.cu": ("filtered_lrelu_f32", "filtered_lrelu_f16"),
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,18 +146,12 @@ class CudaBackend:
         self.context = cuda.Device(device.index).retain_primary_context()
         self.functions = {}
         with self.active():
-            for cubin in cubins.values():
+            for source, cubin in cubins.items():
                 module = cuda.module_from_buffer(cubin)
-                for name in self._names_in(cubin):
+                for name in FUNCTIONS[source]:
                     self.functions[name] = module.get_function(name)
             self.stream = cuda.Stream()
         self.torch_stream = torch.cuda.ExternalStream(self.stream.handle, device=device)
-
-    @staticmethod
-    def _names_in(cubin: bytes) -> list[str]:
-        known = ["upfirdn2d_f32", "upfirdn2d_f16", "bias_act_forward_f32", "bias_act_forward_f16",
-                 "bias_act_backward_f32", "bias_act_backward_f16", "filtered_lrelu_f32", "filtered_lrelu_f16"]
-        return [n for n in known if n.encode() + b"\x00" in cubin]
 
     @contextlib.contextmanager
     def active(self):

@@ -15,6 +15,8 @@ bias_act's and filtered_lrelu's backward are not differentiable again (PTI needs
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -82,7 +84,7 @@ class _BiasAct(torch.autograd.Function):
     def forward(ctx, backend, x, b, dim, act, alpha, gain, clamp):
         x = x.contiguous()
         channels = x.shape[dim] if b is not None else 1
-        inner = int(torch.tensor(x.shape[dim + 1:]).prod()) if b is not None else 1
+        inner = math.prod(x.shape[dim + 1:]) if b is not None else 1
         ctx.backend = backend
         ctx.params = (dim, channels, inner, act, alpha, gain, clamp)
         ctx.save_for_backward(x, b)
