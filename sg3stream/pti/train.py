@@ -142,7 +142,7 @@ class PTITrainer:
         h = hashlib.sha256(self.samples.fingerprint().encode())
         settings = {k: v for k, v in asdict(self.config).items() if k not in ("steps", "checkpoint_every")}
         h.update(repr(sorted(settings.items())).encode())
-        h.update(type(self.loss).__name__.encode())
+        h.update(type(getattr(self.loss, "perceptual", self.loss)).__name__.encode())
         for k, v in self.original.synthesis.state_dict().items():
             h.update(k.encode())
             h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
