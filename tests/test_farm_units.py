@@ -1,0 +1,139 @@
+"""The farm's parts that need neither Ray nor a model: job files, segment planning, the seam in the smoothed codes,
+manifests and status."""
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from sg3stream.edit.smoothing import SmoothStage
+from sg3stream.errors import UserError
+from sg3stream.farm.jobs import load_job_file
+from sg3stream.farm.manifest import job_hash, new_manifest, save_manifest, sha256_file
+from sg3stream.farm.segments import context_of, plan_segments, windowed_stages
+from sg3stream.farm.status import job_status
+from sg3stream.farm.worker import RelativeIndex
+from sg3stream.pipeline.batch import FrameBatch
+from sg3stream.synthetic import numbered_frame, write_clip
+
+
+def job_file(tmp_path, text):
+    path = tmp_path / "jobs.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_job_file_gives_run_options_with_paths_beside_it(tmp_path):
+    jobs = load_job_file(job_file(tmp_path, """
+defaults: {n_iters: 1}
+jobs:
+  - {input: a.mp4, output: out/a.mp4, edit: smile, segment_frames: 100, align_smoothing: 2}
+  - {input: /abs/b.mp4, output: b.mp4, edits: [smile, "age:-2"], n_iters: 2}
+"""))
+    a, b = jobs
+    assert a.options.input == tmp_path / "a.mp4" and a.options.output == tmp_path / "out" / "a.mp4"
+    assert (a.options.edits, a.options.n_iters, a.options.align_smoothing, a.segment_frames) == (["smile"], 1, 2.0, 100)
+    assert (str(b.options.input), b.options.edits, b.options.n_iters, b.segment_frames) == (
+        "/abs/b.mp4", ["smile", "age:-2"], 2, None)
+    assert a.manifest_path == tmp_path / "out" / "a.mp4.manifest.json"
+    assert a.work_dir == tmp_path / "out" / ".a.mp4.farm"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("jobs:\n  - {input: a.mp4, output: b.mp4, colour: red, pti_stepz: 3}\n", "unknown options: colour, pti_stepz"),
+    ("jobs:\n  - {input: a.mp4}\n", "'output' is required"),
+    ("jobs:\n  - {input: a.mp4, output: b.mp4, n_iters: three}\n", "'n_iters' must be int"),
+    ("jobs:\n  - {input: a.mp4, output: b.mp4, segment_frames: 0}\n", "segment_frames must be a positive"),
+    ("jobs:\n  - {input: a.mp4, output: b.mp4, crop: fixed, segment_frames: 50}\n", "cannot be split"),
+    ("jobs:\n  - {input: a.mp4, output: b.mp4, pti_steps: 100}\n", "PTI is not supported by the farm"),
+    ("jobs:\n  - {input: a.mp4, output: b.mp4, artifacts: art}\n", "artifacts are not supported"),
+    ("jobs:\n  - {input: a.mp4, output: b.mp4}\n  - {input: c.mp4, output: b.mp4}\n", "write the same output"),
+    ("jobs: []\n", "non-empty list of jobs"),
+    ("jobz:\n  - {input: a.mp4, output: b.mp4}\n", "non-empty list of jobs"),
+    ("jobs: [\n", "not valid YAML"),
+])
+def test_a_bad_job_file_is_a_user_error_that_names_the_problem(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        load_job_file(job_file(tmp_path, text))
+
+
+def test_the_context_comes_from_the_windowed_stages_parameters():
+    from sg3stream.job import RunOptions
+
+    base = RunOptions(input="a", output="b")
+    default = context_of(windowed_stages(base))
+    assert default == (18 + 12 + 1) + 60  # AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12) + fine window
+    assert context_of(windowed_stages(RunOptions(input="a", output="b", fine_window=10))) == default - 50
+    assert context_of(windowed_stages(RunOptions(input="a", output="b", align_smoothing=8))) == default + 24 - 18
+    assert context_of(windowed_stages(RunOptions(input="a", output="b", passthrough=True))) == 0
+
+
+@pytest.mark.parametrize("total,size,context,batch", [(1000, 100, 91, 8), (1000, 333, 35, 4), (97, 10, 7, 5),
+                                                      (50, 100, 91, 8), (130, 60, 20, 8)])
+def test_segments_cover_every_frame_once_with_context_on_batch_boundaries(total, size, context, batch):
+    segments = plan_segments(total, size, context, batch)
+    cores = [f for s in segments for f in range(s.start, total if s.stop is None else s.stop)]
+    assert cores == list(range(total))  # every frame once, in order
+    for s in segments:
+        stop = total if s.stop is None else s.stop
+        decode_stop = total if s.decode_stop is None else s.decode_stop
+        assert s.decode_start <= max(0, s.start - context) and s.decode_start % batch == 0
+        assert decode_stop >= min(total, stop + context)
+        assert s.decode_stop is None or s.decode_stop % batch == 0
+
+
+def smooth_batches(latents, first, stop, batch_size):
+    for start in range(first, stop, batch_size):
+        idx = np.arange(start, min(start + batch_size, stop))
+        n = len(idx)
+        yield FrameBatch(np.zeros((n, 2, 2, 3), np.uint8), idx, idx, Fraction(1, 25), data={
+            "latents": latents[idx], "has_latents": np.ones(n, bool), "rotation_deg": np.sin(idx / 7.0),
+            "translation": np.stack([np.cos(idx / 9.0), np.sin(idx / 5.0)], 1) * 0.01, "scale": 1 + 0.01 * np.cos(idx)})
+
+
+def run_stage(stage, batches):
+    out = [r for r in (stage(b) for b in batches) if r is not None] + stage.flush()
+    return np.concatenate([b.index for b in out]), np.concatenate([b.data["latents_smoothed"] for b in out])
+
+
+def test_segments_planned_with_the_context_join_the_smoothed_codes_without_a_seam():
+    """The codes the farm's segments keep are those of the whole clip, bit for bit, frame numbers included."""
+    total, batch = 230, 4
+    latents = np.random.default_rng(1).normal(size=(total, 16, 8)).astype(np.float32)
+    make = lambda: SmoothStage(sigma=1.0, fine_window=12)  # noqa: E731
+    _, whole = run_stage(make(), smooth_batches(latents, 0, total, batch))
+    segments = plan_segments(total, 70, make().context, batch)
+    assert len(segments) == 3 and segments[1].decode_start > 0
+    joined, numbers = [], []
+    for s in segments:
+        stop = total if s.decode_stop is None else s.decode_stop
+        index, codes = run_stage(RelativeIndex(make(), s.decode_start), smooth_batches(latents, s.decode_start, stop, batch))
+        keep = (index >= s.start) & (index < (s.stop or total))
+        joined.append(codes[keep])
+        numbers.append(index[keep])
+    assert np.concatenate(numbers).tolist() == list(range(total))
+    np.testing.assert_array_equal(np.concatenate(joined), whole)
+
+
+def test_status_reads_the_manifests(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 32, 32) for i in range(10)), fps=25)
+    path = job_file(tmp_path, "jobs:\n  - {input: in.mp4, output: a.mp4, segment_frames: 4}\n"
+                              "  - {input: in.mp4, output: b.mp4}\n  - {input: in.mp4, output: c.mp4}\n")
+    a, b, c = load_job_file(path)
+    segments = plan_segments(10, 4, 0, 4)
+    manifest = new_manifest(a, job_hash(a), 10, 0, segments)
+    manifest["segments"][0]["state"] = "done"
+    save_manifest(a.manifest_path, manifest)
+    (tmp_path / "b.mp4").write_bytes(clip.read_bytes())
+    done = new_manifest(b, job_hash(b), 10, 0, plan_segments(10, None, 0, 4))
+    done.update(state="done", output_sha256=sha256_file(tmp_path / "b.mp4"))
+    done["segments"][0]["state"] = "done"
+    save_manifest(b.manifest_path, done)
+    states = [job_status(j) for j in (a, b, c)]
+    assert [(s["state"], s["segments_done"], s["segments"]) for s in states] == [
+        ("partial", 1, 3), ("done", 1, 1), ("pending", 0, None)]
+    (tmp_path / "b.mp4").write_bytes(b"changed")
+    assert job_status(b)["state"] == "partial"
+    assert json.loads(a.manifest_path.read_text())["job_hash"] == job_hash(a)
+    a.options.n_iters = 1  # other options: the manifest no longer applies
+    assert job_status(a)["state"] == "pending"
