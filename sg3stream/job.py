@@ -94,8 +94,11 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
     models.synthesis_engine()  # --engine onnx/tensorrt: the synthesis graph is exported/built here, not mid-run
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
-    catalog = DirectionCatalog.for_generator(generator, demo=models.is_demo or options.generator == "demo",
-                                             generator_path=generator_file)
+    from .pti.save import tuned_from
+
+    # a generator PTI-tuned from the demo keeps the demo's directions
+    demo = models.is_demo or options.generator == "demo" or tuned_from(generator_file) == "demo"
+    catalog = DirectionCatalog.for_generator(generator, demo=demo, generator_path=generator_file)
     edits = [catalog.resolve(text) for text in options.edits]
     model_batch = 1 if options.reference_mode else options.batch_size
     if not 0 < options.fine_layers <= generator.num_ws:

@@ -180,6 +180,11 @@ def test_run_with_pti_lowers_the_output_error_in_the_face_region(tmp_path):
     assert tuned < 0.85 * plain
     assert (tmp_path / "art" / "pti" / "pti_checkpoint.pt").is_file()
     assert load_generator(tmp_path / "tuned.safetensors").img_resolution == 256
+    # the tuned generator is reused with --generator and keeps the demo's named edits
+    result = CliRunner().invoke(app, ["run", str(clip), "-o", str(tmp_path / "reuse.mp4"), *common, "--generator",
+                                      str(tmp_path / "tuned.safetensors"), "--edit", "smile"])
+    assert result.exit_code == 0, result.output
+    assert len(decode(tmp_path / "reuse.mp4")) == len(src)
 
 
 def test_save_generator_without_pti_is_refused(tmp_path):

@@ -34,3 +34,16 @@ def save_generator(G: torch.nn.Module, path: str | Path, *, tuned_from: str | No
     except OSError as e:
         raise UserError(f"--save-generator '{path}': cannot write it ({e.strerror or e})") from None
     return path
+
+
+def tuned_from(path: str | Path | None) -> str | None:
+    """What a saved generator was tuned from (the `tuned_from` metadata of save_generator), None otherwise."""
+    if path is None or Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("tuned_from")
+    except Exception:  # not a safetensors file after all: the loader reports that properly
+        return None
