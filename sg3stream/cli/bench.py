@@ -11,7 +11,7 @@ from rich.table import Table
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
-SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion")
+SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti")
 
 
 def _device() -> str:
@@ -49,6 +49,12 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
 
         report["inversion"] = bench_inversion("torch", (1, 8, 32) if on_cuda else (1, 4),
                                               "cuda" if on_cuda else "cpu")
+    if "pti" in sections:
+        from sg3stream.bench.pti import bench_pti
+
+        # on CUDA: the custom kernels against the torch reference ops, at the same configuration
+        report["pti"] = bench_pti(config, (1, 4), "cuda" if on_cuda else "cpu",
+                                  ops_impl=["cuda", "torch"] if on_cuda else "torch", steps=5 if on_cuda else 2)
     return report
 
 
@@ -107,8 +113,8 @@ def print_report(report: dict, console: Console) -> None:
             console.print(_stage_table(run["stages"]))
         console.print(f"[bold]speed-up over the reference mode: {report['run']['speedup_vs_reference']:.2f}x",
                       highlight=False)
-    for name, rows in (("synthesis", report.get("synthesis")), ("align", report.get("align")),
-                       ("inversion", report.get("inversion"))):
+    for name in ("synthesis", "align", "inversion", "pti"):
+        rows = report.get(name)
         if not rows:
             continue
         keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
