@@ -24,7 +24,7 @@ def run(
     encoder: str = typer.Option(None, help="ReStyle encoder checkpoint (path or cached name); default: demo."),
     generator: str = typer.Option(None, help="Generator overriding the encoder's (path, cached name or demo)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
-    engine: str = typer.Option("torch", help="Encoder engine: torch, onnx or tensorrt."),
+    engine: str = typer.Option("torch", help="Engine for inversion and rendering: torch, onnx or tensorrt."),
     n_iters: int = typer.Option(3, help="ReStyle iterations per frame."),
     crop: str = typer.Option("smooth", help="Crop of the frame: smooth (follows the head) or fixed (first frame's)."),
     align_smoothing: float = typer.Option(1.0, help="Gaussian sigma (frames) smoothing the aligned quads; 0 = off."),
