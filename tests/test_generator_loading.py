@@ -42,7 +42,9 @@ class _Persistent:
 
 
 def _persistent_tree(module, class_name, init_kwargs=None):
-    state = {"training": False, "_parameters": OrderedDict(module._parameters), "_buffers": OrderedDict(module._buffers),
+    # an official module has only the persistent buffers (ours add derived, non-persistent ones such as coords)
+    buffers = OrderedDict((k, v) for k, v in module._buffers.items() if k not in module._non_persistent_buffers_set)
+    state = {"training": False, "_parameters": OrderedDict(module._parameters), "_buffers": buffers,
              "_non_persistent_buffers_set": set(), "_init_args": (), "_init_kwargs": init_kwargs or {},
              "_modules": OrderedDict((n, _persistent_tree(m, type(m).__name__)) for n, m in module._modules.items()),
              "size": np.asarray([4, 4]), "gain": np.float64(0.5)}
