@@ -12,7 +12,6 @@ from sg3stream.farm.jobs import load_job_file
 from sg3stream.farm.manifest import job_hash, new_manifest, save_manifest, sha256_file
 from sg3stream.farm.segments import context_of, plan_segments, windowed_stages
 from sg3stream.farm.status import job_status
-from sg3stream.farm.worker import RelativeIndex
 from sg3stream.pipeline.batch import FrameBatch
 from sg3stream.synthetic import numbered_frame, write_clip
 
@@ -107,7 +106,7 @@ def test_segments_planned_with_the_context_join_the_smoothed_codes_without_a_sea
     joined, numbers = [], []
     for s in segments:
         stop = total if s.decode_stop is None else s.decode_stop
-        index, codes = run_stage(RelativeIndex(make(), s.decode_start), smooth_batches(latents, s.decode_start, stop, batch))
+        index, codes = run_stage(make(), smooth_batches(latents, s.decode_start, stop, batch))
         keep = (index >= s.start) & (index < (s.stop or total))
         joined.append(codes[keep])
         numbers.append(index[keep])

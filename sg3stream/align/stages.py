@@ -141,9 +141,11 @@ class AlignStage(Stage):
 
     def __init__(self, size: int = 256, crop: Literal["fixed", "smooth"] = "smooth", align_smoothing: float = 1.0,
                  crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
-                 crop_axis_aligned: bool = True, enable_padding: bool = True):
+                 crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True):
         if crop not in ("fixed", "smooth"):
             raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
+        # False: a stream without any face is not an error (a farm segment; the job checks the whole clip)
+        self.require_face = require_face
         if not (isinstance(size, int) and 16 <= size <= 4096):
             raise UserError(f"the crop size must be an integer between 16 and 4096 (got {size!r})")
         if align_smoothing < 0 or crop_smoothing < 0:
@@ -207,9 +209,14 @@ class AlignStage(Stage):
         self._seen += len(batch)
         return self._release(final=False)
 
+    @property
+    def found_face(self) -> bool:
+        """Whether any frame so far had a face."""
+        return self._any_face
+
     def flush(self) -> list[FrameBatch]:
         out = self._release(final=True)
-        if not self._any_face:
+        if not self._any_face and self.require_face:
             if self._writer is not None:
                 self._writer.discard()
                 self._writer = None

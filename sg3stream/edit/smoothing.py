@@ -120,6 +120,8 @@ class SmoothStage(Stage):
     # ---------------------------------------------------------------------------------------------------
 
     def _append(self, batch: FrameBatch) -> None:
+        if not self.rows["valid"] and not self.pending:
+            self.base = int(batch.index[0])  # a stream may start at any frame number (a farm segment, say)
         latents = np.asarray(batch.data["latents"], dtype=np.float64)
         valid = np.asarray(batch.data["has_latents"], dtype=bool)
         if self.fine_sum is None:

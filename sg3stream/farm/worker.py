@@ -37,52 +37,6 @@ CRASH_ENV = "SG3STREAM_FARM_CRASH_ONCE"
 SEGMENT_CODEC = "ffv1"
 
 
-class RelativeIndex(Stage):
-    """Runs `inner` on frame numbers counted from `first` (for stages that expect a stream to start at 0)."""
-
-    def __init__(self, inner: Stage, first: int):
-        self.inner, self.first = inner, first
-        self.name = inner.name
-
-    def setup(self) -> None:
-        self.inner.setup()
-
-    def __call__(self, batch: FrameBatch) -> FrameBatch | None:
-        return self._back(self.inner(batch.replace(index=batch.index - self.first)))
-
-    def flush(self) -> list[FrameBatch]:
-        return [self._back(b) for b in self.inner.flush()]
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def _back(self, batch: FrameBatch | None) -> FrameBatch | None:
-        return None if batch is None else batch.replace(index=batch.index + self.first)
-
-
-class FaceOptional(Stage):
-    """AlignStage that lets a segment without any face through; `found_face` says whether it saw one."""
-
-    def __init__(self, inner: Stage):
-        self.inner = inner
-        self.name = inner.name
-        self.found_face = False
-
-    def setup(self) -> None:
-        self.inner.setup()
-
-    def __call__(self, batch: FrameBatch) -> FrameBatch | None:
-        return self.inner(batch)
-
-    def flush(self) -> list[FrameBatch]:
-        self.found_face = bool(self.inner._any_face)  # noqa: SLF001 - AlignStage has no switch for this check
-        self.inner._any_face = True  # noqa: SLF001
-        return self.inner.flush()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class SegmentFile:
     """The core frames of a segment: lossless video + their pts, under temporary names until `commit`."""
 
@@ -151,15 +105,14 @@ def run_segment(options: RunOptions, segment: Segment, work_dir: str, total_fram
         needed = context_of(stages)
         if needed > planned_context:
             raise RuntimeError(f"the stages need {needed} frames of context, the plan gave {planned_context}")
-        stages = [adapt_for_segment(s, segment.decode_start) for s in stages]
+        stages = adapt_for_segment(stages)
         folder = Path(work_dir)
         folder.mkdir(parents=True, exist_ok=True)
         out = SegmentFile(folder, segment, reader.info.time_base, reader.info.fps)
         sink = crash_once_hook(out, segment) if os.environ.get(CRASH_ENV) else out.write
         try:
             Pipeline(reader, stages, sink, queue_size=options.queue_size).run()
-            found_face = all(s.found_face for s in stages if isinstance(s, FaceOptional))
-            result = out.commit(found_face)
+            result = out.commit(found_face(stages))
         except BaseException:
             out.abort()
             raise
@@ -171,15 +124,20 @@ def run_segment(options: RunOptions, segment: Segment, work_dir: str, total_fram
     return {**result, "warnings": list(reporter.warnings)}
 
 
-def adapt_for_segment(stage: Stage, first_frame: int) -> Stage:
+def adapt_for_segment(stages: list[Stage]) -> list[Stage]:
+    """A segment may hold no face at all (the job checks the whole clip): its AlignStage must not fail for that."""
     from ..align.stages import AlignStage
-    from ..edit.smoothing import SmoothStage
 
-    if isinstance(stage, SmoothStage):
-        return RelativeIndex(stage, first_frame)
-    if isinstance(stage, AlignStage):
-        return FaceOptional(stage)
-    return stage
+    for stage in stages:
+        if isinstance(stage, AlignStage):
+            stage.require_face = False
+    return stages
+
+
+def found_face(stages: list[Stage]) -> bool:
+    from ..align.stages import AlignStage
+
+    return all(s.found_face for s in stages if isinstance(s, AlignStage))
 
 
 def crash_once_hook(out: SegmentFile, segment: Segment):
