@@ -33,7 +33,7 @@ UNSUPPORTED = {
     "reference_mode": "reference_mode is a single-process speed comparison, not supported by the farm",
     # PTI tunes one generator on the whole clip before rendering: not split across workers yet.
     "pti_steps": "PTI is not supported by the farm yet: tune with `sg3stream run --pti-steps N --save-generator "
-                 "G.pt` and give the job `generator: G.pt`",
+                 "G.safetensors` and give the job `generator: G.safetensors`",
     "save_generator": "save_generator goes with PTI, which the farm does not run",
     "resume": "resume goes with PTI, which the farm does not run",
 }
