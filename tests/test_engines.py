@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_restyle import fill_state_dict
 from torch import nn
 
 from sg3stream.engines.base import cache_root, create_engine
@@ -21,25 +21,6 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "restyl
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SG3STREAM_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def fill(keys, salt):
-    sd = {}
-    for key, shape, _ in keys:
-        rng = np.random.default_rng(zlib.crc32((salt + key).encode()))
-        if key.endswith("num_batches_tracked"):
-            sd[key] = torch.zeros(shape, dtype=torch.int64)
-            continue
-        if key.endswith("running_var"):
-            a = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith("running_mean") or key.endswith("bias"):
-            a = rng.normal(0.0, 0.1, shape)
-        elif len(shape) == 1:
-            a = rng.uniform(0.1, 1.0, shape)
-        else:
-            a = rng.normal(0.0, 1.0, shape) * np.sqrt(1 / np.prod(shape[1:]))
-        sd[key] = torch.from_numpy(np.asarray(a, dtype=np.float32))
-    return sd
 
 
 def test_cache_root_env(monkeypatch, tmp_path):
@@ -73,7 +54,7 @@ def test_onnx_encoder_matches_torch_and_reference(private_cache):
     meta = json.loads((FIXTURES / "keys.json").read_text())
     exp = np.load(FIXTURES / "expected.npz")
     m = ProgressiveBackboneEncoder(50, "ir_se", n_styles=16, input_nc=6).eval()
-    m.load_state_dict(fill(meta["e4e"]["keys"], meta["salt"]))
+    m.load_state_dict(fill_state_dict(meta["e4e"]["keys"], meta["salt"]))
     # exported with batch 1, run with batch 2: the batch dimension is dynamic
     eng = create_engine(m, "onnx", example_inputs=torch.zeros(1, 6, 256, 256), input_names=("x",),
                         output_names=("codes",))

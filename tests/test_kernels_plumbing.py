@@ -2,7 +2,6 @@
 decomposed filtered_lrelu backward) on the CPU, with the kernels' arithmetic emulated in torch
 (kernels/backends.EmulatedBackend): values and gradients against the reference ops, gradcheck in float64.
 The .cu kernels themselves run in tests/test_kernels_gpu.py (needs CUDA and pycuda)."""
-import numpy as np
 import pytest
 import torch
 

@@ -17,7 +17,7 @@ from sg3stream.errors import UserError
 from sg3stream.models.checkpoints import safe_torch_load
 from sg3stream.models.encoders import (BackboneEncoder, ProgressiveBackboneEncoder, ResNetBackboneEncoder,
                                        ResNetProgressiveBackboneEncoder)
-from sg3stream.models.restyle import (ReStyleEncoder, detect_encoder_type, encoder_from_checkpoint, load_encoder)
+from sg3stream.models.restyle import (ReStyleEncoder, detect_encoder_type, load_encoder)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "restyle"
 needs_fixtures = pytest.mark.skipif(not (FIXTURES / "keys.json").is_file(), reason="restyle fixtures not present")

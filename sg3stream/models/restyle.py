@@ -24,7 +24,6 @@ import inspect
 import logging
 import math
 import os
-from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 import numpy as np
@@ -35,8 +34,7 @@ from torch import nn
 from sg3stream.errors import UserError
 
 from .checkpoints import safe_torch_load
-from .encoders import (ENCODER_CLASSES, BackboneEncoder, ProgressiveBackboneEncoder, ResNetBackboneEncoder,
-                       ResNetProgressiveBackboneEncoder)
+from .encoders import (ENCODER_CLASSES, BackboneEncoder, ProgressiveBackboneEncoder, ResNetProgressiveBackboneEncoder)
 
 log = logging.getLogger(__name__)
 
