@@ -30,12 +30,6 @@ class Artifacts:
     def write_json(self, name: str, obj: Any) -> Path:
         return self._atomic(name, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
 
-    def write_npy(self, name: str, array: np.ndarray) -> Path:
-        return self._atomic(name, lambda f: np.save(f, array))
-
-    def write_npz(self, name: str, **arrays: np.ndarray) -> Path:
-        return self._atomic(name, lambda f: np.savez_compressed(f, **arrays))
-
     def open_npy_stream(self, name: str) -> "NpyStream":
         """An .npy file written block by block (constant memory); it appears when the run commits."""
         stream = NpyStream(self.path(name))

@@ -250,7 +250,7 @@ class AlignStage(Stage):
 
         raw = self._params
         valid = np.isfinite(raw).all(axis=1)
-        bridged_params, bridged = bridge_gaps(raw, valid, self.max_gap, closed_right=final)
+        bridged_params, bridged = bridge_gaps(raw, valid, self.max_gap)
         # A gap that reaches the end of the window is not bridged unless the stream ended (bridge_gaps only fills
         # gaps with a face on both sides, so an open gap at the end stays NaN; nothing to do for closed_right).
         has_quad = valid | bridged

@@ -9,12 +9,10 @@ import math
 import numpy as np
 
 
-def bridge_gaps(params: np.ndarray, valid: np.ndarray, max_gap: int, closed_right: bool = True
-                ) -> tuple[np.ndarray, np.ndarray]:
+def bridge_gaps(params: np.ndarray, valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
     """Fill runs of at most `max_gap` invalid frames that have valid frames on both sides by linear interpolation.
 
-    closed_right=False says the window may continue: a gap touching the right end is left open (not filled).
-    A gap touching the left end has no left neighbour and is never filled.
+    A gap touching either end has no neighbour there and is never filled (the window may continue).
     Returns (params with the gaps filled, bridged [N] bool: frames that were filled).
     """
     params = np.array(params, dtype=np.float64, copy=True)

@@ -11,7 +11,7 @@ in `page`, so the user downloads them by hand and passes the path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sg3stream.errors import UserError
 
@@ -35,7 +35,6 @@ class ModelEntry:
     description: str
     size: int | None = None    # bytes, when known
     sha256: str | None = None  # hex digest, when known (None: checksum check skipped)
-    mirrors: tuple[str, ...] = field(default_factory=tuple)
 
 
 REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [

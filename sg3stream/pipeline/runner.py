@@ -16,7 +16,7 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..errors import StageError, UserError
@@ -77,7 +77,6 @@ class _Worker:
     thread: threading.Thread | None = None
     pool: cf.ProcessPoolExecutor | None = None
     current: tuple[int, int] | None = None  # frame range being worked on, for error messages
-    extra: dict = field(default_factory=dict)
 
 
 class Pipeline:
