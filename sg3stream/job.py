@@ -30,6 +30,7 @@ class RunOptions:
     output: Path
     # video in and out, and the pipeline's shape
     decoder: str = "pyav"
+    hwdec: str = "auto"  # GPU decoding: auto (when it works), cuda (required) or none
     batch_size: int = 8
     queue_size: int = 4
     codec: str = "libx264"
@@ -164,7 +165,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     codec = resolve_codec(options.codec)
     check_codec(codec)
     batch_size = 1 if options.reference_mode else options.batch_size
-    reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder)
+    reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder, hwdec=options.hwdec)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
     total = estimated_frames(reader)
     stages, edits = build_stages(options, total, artifacts)
@@ -198,6 +199,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         "frames": writer.frames_written,
         "frames_announced": info.frames,
         "complete": reader.complete,
+        "hw_decoding": reader.hw_decoding,
         "seconds": seconds,
         "fps": writer.frames_written / seconds if seconds > 0 else 0.0,
         "stages": [s.to_dict() for s in stats],

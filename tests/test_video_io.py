@@ -176,3 +176,49 @@ def test_auto_codec_is_libx264_without_an_nvidia_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_codec("auto") == "libx264"
     assert resolve_codec("libx265") == "libx265"
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "decord"])
+def test_hardware_decoding_falls_back_to_the_cpu_when_the_gpu_cannot_decode(tmp_path, monkeypatch, caplog, decoder):
+    # Pretend torch sees a GPU: the trial decode on NVDEC / decord's GPU context then really runs, and fails here
+    # (no driver), so "auto" must give the CPU decoder's frames and say why; "cuda" must be a clear error.
+    import sg3stream.video.decode as decode
+
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 64, 48) for i in range(6)), audio=None)
+    _, expected, expected_pts = read_all(clip, decoder)
+    monkeypatch.setattr(decode, "cuda_present", lambda: True)
+    reader = FrameReader(clip, batch_size=4, decoder=decoder, hwdec="auto")
+    with caplog.at_level("INFO", logger="sg3stream"):
+        batches = list(reader)
+    assert reader.hw_decoding is False
+    assert np.array_equal(np.concatenate([b.frames for b in batches]), expected)
+    assert np.array_equal(np.concatenate([b.pts for b in batches]), expected_pts)
+    assert "decoding on the CPU" in caplog.text
+    with pytest.raises(UserError, match="--hwdec cuda"):
+        list(FrameReader(clip, decoder=decoder, hwdec="cuda"))
+
+
+def test_hardware_decoding_is_not_tried_without_a_gpu(tmp_path, monkeypatch):
+    import sg3stream.video.decode as decode
+
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 64, 48) for i in range(3)), audio=None)
+    monkeypatch.setattr(decode, "cuda_present", lambda: False)
+    reader = FrameReader(clip, hwdec="auto")
+    list(reader)
+    assert reader.hw_decoding is False
+    with pytest.raises(UserError, match="no CUDA device"):
+        list(FrameReader(clip, hwdec="cuda"))
+    with pytest.raises(UserError, match="unknown hardware decoding mode"):
+        FrameReader(clip, hwdec="nvdec")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_decoding_gives_the_cpu_decoders_frames(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 256, 144) for i in range(12)), audio=None)
+    _, expected, expected_pts = read_all(clip, "pyav")
+    reader = FrameReader(clip, batch_size=4, hwdec="auto")
+    batches = list(reader)
+    print("NVDEC used:", reader.hw_decoding)
+    frames = np.concatenate([b.frames for b in batches])
+    assert np.array_equal(np.concatenate([b.pts for b in batches]), expected_pts)
+    assert np.abs(frames.astype(int) - expected.astype(int)).mean() < 1

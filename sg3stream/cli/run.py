@@ -35,6 +35,8 @@ def run(
     reference_mode: bool = typer.Option(False, "--reference-mode", help="Process like the paper's code: one frame "
                                         "per model call, no two stages at work together (for speed comparisons)."),
     decoder: str = typer.Option("pyav", help="Decoder: pyav or decord."),
+    hwdec: str = typer.Option("auto", help="GPU decoding: auto (NVDEC when a CUDA GPU decodes the clip), cuda "
+                              "(required) or none."),
     batch_size: int = typer.Option(8, help="Frames per batch flowing between stages."),
     queue_size: int = typer.Option(4, help="Batches each queue between two stages may hold."),
     codec: str = typer.Option("libx264", help="Output video codec (FFmpeg encoder name), or auto: h264_nvenc on an "
@@ -63,7 +65,7 @@ def run(
     """Invert and edit the face in a video; write the video back with its timing and audio."""
     with reported_errors(debug=debug):
         reporter = make_reporter(log_format)
-    options = RunOptions(input=input, output=output, decoder=decoder, batch_size=batch_size, queue_size=queue_size,
+    options = RunOptions(input=input, output=output, decoder=decoder, hwdec=hwdec, batch_size=batch_size, queue_size=queue_size,
                          codec=codec, crf=crf, preset=preset, artifacts=artifacts, encoder=encoder,
                          generator=generator, device=device, engine=engine, n_iters=n_iters, crop=crop,
                          align_smoothing=align_smoothing, landmark_workers=landmark_workers,

@@ -29,7 +29,7 @@ from .jobs import FarmJob
 
 FORMAT = "sg3stream-farm-manifest/1"
 # Options that change neither the frames nor the file: changing them does not redo finished work.
-NOT_HASHED = {"input", "output", "landmark_workers", "queue_size", "decoder"}
+NOT_HASHED = {"input", "output", "landmark_workers", "queue_size", "decoder", "hwdec"}
 STATES = ("pending", "running", "done", "failed")
 
 

@@ -100,7 +100,7 @@ def run_segment(options: RunOptions, segment: Segment, work_dir: str, total_fram
     with reporter.capturing_warnings():
         options = dataclasses.replace(options, landmark_workers=1, artifacts=None)
         reader = FrameReader(options.input, batch_size=options.batch_size, decoder=options.decoder,
-                             start=segment.decode_start, stop=segment.decode_stop)
+                             hwdec=options.hwdec, start=segment.decode_start, stop=segment.decode_stop)
         stages, _ = build_stages(options, total_frames, None)
         needed = context_of(stages)
         if needed > planned_context:

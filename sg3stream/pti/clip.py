@@ -115,7 +115,7 @@ def collect_samples(options, models) -> PTISamples:
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window),
     ]
     collector = FrameCollector(options.pti_frames)
-    reader = FrameReader(options.input, batch_size=batch, decoder=options.decoder)
+    reader = FrameReader(options.input, batch_size=batch, decoder=options.decoder, hwdec=options.hwdec)
     Pipeline(reader, stages, collector, queue_size=options.queue_size, sink_name="collect").run()
     return collector.samples()
 

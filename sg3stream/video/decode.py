@@ -2,6 +2,11 @@
 
 PyAV is the default decoder; decord is an alternative (`--decoder decord`). Both give the same frames and
 the stream's own timestamps: nothing is renumbered, so variable frame rate survives.
+
+Hardware decoding (`hwdec`): "auto" decodes on the GPU (NVDEC, through FFmpeg's CUDA hwaccel in PyAV, or decord's
+GPU context) when torch sees a CUDA device and a trial decode of the first frame works there, and on the CPU
+otherwise; "cuda" requires it (a clear error when unavailable); "none" never tries. Frames come back to host
+memory either way: the landmark stage needs them there.
 """
 from __future__ import annotations
 
@@ -19,6 +24,16 @@ from .probe import VideoInfo, open_input, probe, video_stream
 log = logging.getLogger("sg3stream")
 
 DECODERS = ("pyav", "decord")
+HWDEC = ("auto", "cuda", "none")
+
+
+def cuda_present() -> bool:
+    """Whether torch sees a CUDA device: hardware decoding is only tried then."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return torch.cuda.is_available()
 
 
 def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -39,9 +54,11 @@ class FrameReader:
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = 8, decoder: str = "pyav", start: int = 0,
-                 stop: int | None = None):
+                 stop: int | None = None, hwdec: str = "auto"):
         if decoder not in DECODERS:
             raise UserError(f"unknown decoder '{decoder}': use one of {', '.join(DECODERS)}")
+        if hwdec not in HWDEC:
+            raise UserError(f"unknown hardware decoding mode '{hwdec}': use one of {', '.join(HWDEC)}")
         if start < 0 or (stop is not None and stop <= start):
             raise UserError(f"invalid frame range {start}..{stop}: need 0 <= start < stop")
         self.path = path
@@ -50,6 +67,8 @@ class FrameReader:
         # Optional frame range [start, stop) in presentation order; index numbers stay absolute.
         self.start = start
         self.stop = stop
+        self.hwdec = hwdec
+        self.hw_decoding: bool | None = None  # decided on first iteration: whether frames come from the GPU decoder
         self.info: VideoInfo = probe(path)
         self.frames_read = 0
         self.first_pts = self.last_pts = 0
@@ -139,7 +158,7 @@ class FrameReader:
         With `seek_pts`, _SeekFailed is raised before anything is yielded if the frames cannot be matched by pts.
         """
         tick = default_tick(self.info)
-        with open_input(self.path) as container:
+        with open_input(self.path, hwaccel=self._pyav_hwaccel()) as container:
             stream = video_stream(container, self.path)
             stream.thread_type = "AUTO"
             if seek_pts is not None:
@@ -171,7 +190,7 @@ class FrameReader:
         except ImportError as e:  # pragma: no cover - decord is a dependency, but has no wheels everywhere
             raise UserError("--decoder decord needs the decord package (pip install decord)") from e
         try:
-            reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0))
+            reader = self._decord_gpu_reader(decord) or decord.VideoReader(str(self.path), ctx=decord.cpu(0))
         except decord.DECORDError as e:
             raise UserError(f"decord cannot read {self.path}: {str(e).splitlines()[0]}") from e
         pts = packet_pts(self.path)
@@ -190,6 +209,61 @@ class FrameReader:
                 return
             for i, image in enumerate(images):
                 yield upright(image, self.info.rotation), pts[start + i]
+
+
+    # ---- hardware decoding ----------------------------------------------------------------------------------
+
+    def _wants_hardware(self) -> bool:
+        if self.hwdec == "none":
+            return False
+        if not cuda_present():
+            if self.hwdec == "cuda":
+                raise UserError("--hwdec cuda: no CUDA device is visible (use --hwdec auto or none)")
+            return False
+        return True
+
+    def _hardware_unavailable(self, what: str, error: Exception) -> None:
+        """A failed trial: an error when hardware decoding was required, else a note and the CPU decoder."""
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if self.hwdec == "cuda":
+            raise UserError(f"--hwdec cuda: {what} cannot decode {self.path} ({reason})") from error
+        log.info("%s cannot decode %s (%s): decoding on the CPU", what, self.path, reason)
+        self.hw_decoding = False
+
+    def _pyav_hwaccel(self):
+        """An av HWAccel for NVDEC when wanted and a trial decode of the first frame works with it; else None."""
+        if self.hw_decoding is False or not self._wants_hardware():
+            self.hw_decoding = False
+            return None
+        from av.codec.hwaccel import HWAccel
+
+        # No software fallback inside FFmpeg: the trial must tell whether the GPU decodes this stream.
+        hwaccel = HWAccel("cuda", allow_software_fallback=False)
+        if self.hw_decoding is None:
+            try:
+                with av.open(str(self.path), metadata_errors="ignore", hwaccel=hwaccel) as container:
+                    next(container.decode(video_stream(container, self.path))).to_ndarray(format="rgb24")
+            except Exception as e:  # no NVDEC in this FFmpeg build or driver, unsupported profile, ...
+                self._hardware_unavailable("NVDEC (FFmpeg cuda hwaccel)", e)
+                return None
+            self.hw_decoding = True
+            log.info("decoding %s with NVDEC", self.path)
+        return hwaccel
+
+    def _decord_gpu_reader(self, decord):
+        """decord's reader on GPU 0 when wanted and decord was built with CUDA (the PyPI wheels are not); else None."""
+        if not self._wants_hardware():
+            self.hw_decoding = False
+            return None
+        try:
+            reader = decord.VideoReader(str(self.path), ctx=decord.gpu(0))
+            reader[0]  # trial decode
+        except Exception as e:
+            self._hardware_unavailable("decord's GPU decoder", e)
+            return None
+        self.hw_decoding = True
+        log.info("decoding %s with decord on the GPU", self.path)
+        return reader
 
 
 class _SeekFailed(Exception):

@@ -40,14 +40,16 @@ class VideoInfo:
         return d
 
 
-def open_input(path: str | os.PathLike) -> av.container.InputContainer:
-    """Open a media file, turning FFmpeg's errors into one clear line."""
+def open_input(path: str | os.PathLike, hwaccel=None) -> av.container.InputContainer:
+    """Open a media file, turning FFmpeg's errors into one clear line; `hwaccel` (an av HWAccel) decodes on a GPU."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"input not found: {path}")
     if path.is_dir():
         raise UserError(f"input is a folder, not a video file: {path}")
     try:
+        if hwaccel is not None:
+            return av.open(str(path), metadata_errors="ignore", hwaccel=hwaccel)
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
         raise UserError(f"not a readable video file: {path} ({e.strerror or e})") from e
