@@ -42,6 +42,7 @@ class RunOptions:
     generator: str | None = None
     device: str = "auto"
     engine: str = "torch"
+    compile: bool = False  # the synthesis network through torch.compile at fixed shapes (CUDA graphs on CUDA)
     n_iters: int = 3
     # alignment
     crop: str = "smooth"
@@ -91,7 +92,8 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
         raise UserError(f"--output-mode must be one of {', '.join(OUTPUT_MODES)}")
     expansion = Expansion.parse(options.expand)
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
-                    engine=options.engine)
+                    engine=options.engine, compile=options.compile,
+                    compile_rows=1 if options.reference_mode else options.batch_size)
     generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
     models.synthesis_engine()  # --engine onnx/tensorrt: the synthesis graph is exported/built here, not mid-run
     generator_file = weights_file(options.generator) or weights_file(options.encoder)

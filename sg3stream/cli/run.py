@@ -25,6 +25,8 @@ def run(
     generator: str = typer.Option(None, help="Generator overriding the encoder's (path, cached name or demo)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     engine: str = typer.Option("torch", help="Engine for inversion and rendering: torch, onnx or tensorrt."),
+    compile: bool = typer.Option(False, "--compile", help="Run the generator through torch.compile at fixed batch "
+                                 "shapes (CUDA graphs on CUDA). Compiling takes minutes: for long clips."),
     n_iters: int = typer.Option(3, help="ReStyle iterations per frame."),
     crop: str = typer.Option("smooth", help="Crop of the frame: smooth (follows the head) or fixed (first frame's)."),
     align_smoothing: float = typer.Option(1.0, help="Gaussian sigma (frames) smoothing the aligned quads; 0 = off."),
@@ -65,17 +67,16 @@ def run(
     """Invert and edit the face in a video; write the video back with its timing and audio."""
     with reported_errors(debug=debug):
         reporter = make_reporter(log_format)
-    options = RunOptions(input=input, output=output, decoder=decoder, hwdec=hwdec, batch_size=batch_size, queue_size=queue_size,
-                         codec=codec, crf=crf, preset=preset, artifacts=artifacts, encoder=encoder,
-                         generator=generator, device=device, engine=engine, n_iters=n_iters, crop=crop,
-                         align_smoothing=align_smoothing, landmark_workers=landmark_workers,
-                         smooth_sigma=smooth_sigma, fine_layers=fine_layers, edits=list(edit), edit_ramp=edit_ramp,
-                         expand=expand, output_mode=output_mode, passthrough=passthrough,
-                         reference_mode=reference_mode, pti_steps=pti_steps, pti_lr=pti_lr, pti_frames=pti_frames,
-                         pti_batch=pti_batch, pti_seed=pti_seed, pti_reg_every=pti_reg_every,
-                         pti_checkpoint_every=pti_checkpoint_every,
-                         pti_checkpoint_dir=pti_checkpoint_dir, resume=resume, save_generator=save_generator,
-                         lpips_weights=lpips_weights)
+    options = RunOptions(input=input, output=output, decoder=decoder, hwdec=hwdec, batch_size=batch_size,
+                         queue_size=queue_size, codec=codec, crf=crf, preset=preset, artifacts=artifacts,
+                         encoder=encoder, generator=generator, device=device, engine=engine, compile=compile,
+                         n_iters=n_iters, crop=crop, align_smoothing=align_smoothing,
+                         landmark_workers=landmark_workers, smooth_sigma=smooth_sigma, fine_layers=fine_layers,
+                         edits=list(edit), edit_ramp=edit_ramp, expand=expand, output_mode=output_mode,
+                         passthrough=passthrough, reference_mode=reference_mode, pti_steps=pti_steps, pti_lr=pti_lr,
+                         pti_frames=pti_frames, pti_batch=pti_batch, pti_seed=pti_seed, pti_reg_every=pti_reg_every,
+                         pti_checkpoint_every=pti_checkpoint_every, pti_checkpoint_dir=pti_checkpoint_dir,
+                         resume=resume, save_generator=save_generator, lpips_weights=lpips_weights)
     with reported_errors(reporter, debug), reporter.capturing_warnings():
         summary = run_video(options, reporter)
         reporter.finish(summary)

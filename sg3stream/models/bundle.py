@@ -25,17 +25,22 @@ class Models:
 
     encoder: checkpoint path or name, or None for the demo encoder.
     generator: path or name overriding the encoder checkpoint's decoder; None keeps the checkpoint's (or the demo).
+    compile: render (the encoder's reconstructions and the render stage's images) through torch.compile at fixed
+             batch shapes of at least `compile_rows` rows (see compiled.py).
     """
 
     def __init__(self, encoder: str | None = None, generator: str | None = None, device: str = "auto",
-                 engine: str = "torch"):
+                 engine: str = "torch", compile: bool = False, compile_rows: int = 8):
         self.encoder_spec = encoder
         self.generator_spec = generator
         self.device = pick_device(device)
         self.engine = engine
+        self.compile = compile
+        self.compile_rows = compile_rows
         self._lock = threading.Lock()
         self._encoder = None
         self._generator = None
+        self._synthesis = None
         self._synthesis_engine = None
 
     @property
@@ -58,6 +63,12 @@ class Models:
                                    engine=self.engine)
             encoder.eval()
             self._generator = encoder.generator.eval()
+            self._synthesis = self._generator.synthesis
+            if self.compile:
+                from .compiled import CompiledSynthesis
+
+                self._synthesis = CompiledSynthesis(self._generator.synthesis, min_rows=self.compile_rows)
+                encoder.set_render_synthesis(self._synthesis)
             self._encoder = encoder
 
     def encoder(self):
@@ -67,6 +78,11 @@ class Models:
     def generator(self):
         self._load()
         return self._generator
+
+    def synthesis(self):
+        """The generator's synthesis network, or its compiled stand-in (same call signature) with `compile`."""
+        self._load()
+        return self._synthesis
 
     def synthesis_engine(self):
         """The generator's synthesis network behind `engine` ("onnx", "tensorrt"), built on first use; None for torch.

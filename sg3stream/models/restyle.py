@@ -112,6 +112,14 @@ class ReStyleEncoder(nn.Module):
         object.__setattr__(self, "_generator", g.eval() if hasattr(g, "eval") else g)
         self._avg_cache = None
         self._synth_takes_fp32 = None
+        self._render_synthesis = None
+
+    def set_render_synthesis(self, synthesis) -> None:
+        """Render the reconstructions with `synthesis` (a stand-in for generator.synthesis with its signature, such
+        as models.compiled.CompiledSynthesis) instead of the generator's own network; None restores it."""
+        object.__setattr__(self, "_render_synthesis", synthesis)
+        self._avg_cache = None
+        self._synth_takes_fp32 = None
 
     def _check_generator(self, g: Any) -> None:
         if g is None or not hasattr(g, "synthesis"):
@@ -178,7 +186,7 @@ class ReStyleEncoder(nn.Module):
     # ------------------------------------------------------------------ inversion
     def render_aligned(self, codes: torch.Tensor) -> torch.Tensor:
         """Generator render with the identity transform, pooled to 256x256 (the reference's face_pool)."""
-        synth = self._generator.synthesis
+        synth = self._render_synthesis if self._render_synthesis is not None else self._generator.synthesis
         if self._synth_takes_fp32 is None:
             try:
                 params = inspect.signature(synth.forward if isinstance(synth, nn.Module) else synth).parameters

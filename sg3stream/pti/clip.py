@@ -81,6 +81,14 @@ class RenderModels:
     def generator(self):
         return self._generator
 
+    def synthesis(self):
+        """The tuned network, compiled when the run compiles its models (a wrapper of its own: other weights)."""
+        if getattr(self.base, "compile", False):
+            from ..models.compiled import CompiledSynthesis
+
+            return CompiledSynthesis(self._generator.synthesis, min_rows=self.base.compile_rows)
+        return self._generator.synthesis
+
 
 def checkpoint_dir_for(options) -> Path:
     """Where PTI checkpoints go: `<artifacts>/pti/`, else the hidden folder `.<output name>.pti/` beside the output."""

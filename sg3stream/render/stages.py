@@ -44,10 +44,14 @@ class RenderStage(Stage):
         self.max_batch = max_batch
         self.with_reconstruction = with_reconstruction
         self.generator = None
+        self.synthesis = None
         self.engine = None
 
     def setup(self) -> None:
         self.generator = self.models.generator()
+        # Models may hand out a compiled stand-in of the synthesis network; PTI's tuned generator renders as it is.
+        synthesis = getattr(self.models, "synthesis", None)
+        self.synthesis = synthesis() if synthesis is not None else self.generator.synthesis
         # None: torch. Stand-ins for Models without engines (PTI's tuned generator) render in torch too.
         synthesis_engine = getattr(self.models, "synthesis_engine", None)
         self.engine = synthesis_engine() if synthesis_engine is not None else None
@@ -65,11 +69,11 @@ class RenderStage(Stage):
             if not offsets and self.engine is not None:
                 return self.engine(w, all_t).to(device)
             if not offsets:
-                return g.synthesis(w, transform=all_t)
-            styles = g.synthesis.styles(w)
+                return self.synthesis(w, transform=all_t)
+            styles = self.synthesis.styles(w)
             for layer, d in offsets.items():
                 styles[layer] = styles[layer] + torch.from_numpy(d).to(device).repeat_interleave(repeats, dim=0)
-            return g.synthesis(styles=styles, transform=all_t)
+            return self.synthesis(styles=styles, transform=all_t)
 
         return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion, one_call=self.one_call_per_batch))
 
