@@ -20,7 +20,8 @@ aligned and the unaligned crops and computes the generator transforms. Attaches 
   crop_quad     [N,4,2] float32   same, of the unaligned crop (axis-aligned square); paste-back warps the
                                   generator output back into the frame with this quad
   aligned       [N,S,S,3] uint8   the FFHQ-aligned crop (encoder input)
-  crop          [N,S,S,3] uint8   the unaligned crop (what the generator renders with `transform`; PTI target)
+  crop          [N,C,C,3] uint8   the unaligned crop, C = `crop_size` (what the generator renders with `transform`;
+                                  PTI's target)
   transform     [N,3,3] float32   StyleGAN3 synthesis.input.transform: crop coords -> aligned coords (transforms.py)
   rotation_deg  [N] float32       reference-style angle (positive = face turned counter-clockwise on screen)
   translation   [N,2] float32     aligned centre in the crop, normalised crop units
@@ -122,7 +123,9 @@ class LandmarkStage(Stage):
 class AlignStage(Stage):
     """FFHQ alignment, unaligned crop and generator transforms, with gap bridging and temporal smoothing.
 
-    size: side of the aligned and unaligned crops (the encoder/generator input), default 256.
+    size: side of the aligned crop (the encoder's input), default 256.
+    crop_size: side of the unaligned crop; default `size`. PTI asks for the generator's resolution: it supervises
+          the generator's full-size renders with it.
     crop: "smooth" (default) the crop follows the head: the aligned quad made axis-aligned, smoothed over time with
           `crop_smoothing`; "fixed" the first face's crop for the whole clip (the stylegan3-editing video
           reference).
@@ -141,13 +144,16 @@ class AlignStage(Stage):
 
     def __init__(self, size: int = 256, crop: Literal["fixed", "smooth"] = "smooth", align_smoothing: float = 1.0,
                  crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
-                 crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True):
+                 crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True,
+                 crop_size: int | None = None):
         if crop not in ("fixed", "smooth"):
             raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
         # False: a stream without any face is not an error (a farm segment; the job checks the whole clip)
         self.require_face = require_face
-        if not (isinstance(size, int) and 16 <= size <= 4096):
-            raise UserError(f"the crop size must be an integer between 16 and 4096 (got {size!r})")
+        crop_size = size if crop_size is None else crop_size
+        for side in (size, crop_size):
+            if not (isinstance(side, int) and 16 <= side <= 4096):
+                raise UserError(f"the crop size must be an integer between 16 and 4096 (got {side!r})")
         if align_smoothing < 0 or crop_smoothing < 0:
             raise UserError("--align-smoothing and the crop smoothing must be 0 (off) or a positive number of frames")
         if align_smoothing > 50 or crop_smoothing > 50:
@@ -156,6 +162,7 @@ class AlignStage(Stage):
         if max_gap < 0:
             raise UserError(f"the maximum bridged gap must be 0 or more frames (got {max_gap})")
         self.size = size
+        self.crop_size = crop_size
         self.crop = crop
         self.align_smoothing = float(align_smoothing)
         self.crop_smoothing = float(crop_smoothing)
@@ -300,7 +307,7 @@ class AlignStage(Stage):
             aligned_quad=aligned_quad,
             crop_quad=crop_quad,
             aligned=warp_quads(batch.frames, aligned_quad, self.size, has_quad, self.enable_padding),
-            crop=warp_quads(batch.frames, crop_quad, self.size, has_quad, self.enable_padding),
+            crop=warp_quads(batch.frames, crop_quad, self.crop_size, has_quad, self.enable_padding),
             **tf,
         )
         if self._writer is not None:

@@ -6,7 +6,8 @@ rendered. So with `--pti-steps N > 0` a run has two passes:
   pass 1: decode -> landmarks -> align -> invert -> smooth -> collect
           `FrameCollector` keeps, for frames with a face, the unaligned `crop`, `latents_smoothed` and
           `transform_smoothed` of at most 2 x `--pti-frames` evenly spread frames (it halves what it holds whenever
-          it reaches that bound, so memory is bounded whatever the clip's length: 2 x 64 crops of 256x256 = 25 MB),
+          it reaches that bound, so memory is bounded whatever the clip's length: 2 x 64 crops at the generator's
+          resolution, 25 MB at 256x256, 400 MB at 1024x1024),
           then picks `--pti-frames` evenly spread ones;
   train:  sg3stream.pti.train on those samples (checkpoints, --resume);
   pass 2: the normal run; the render stage uses the tuned generator (`RenderModels`), while inversion keeps the
@@ -118,7 +119,9 @@ def collect_samples(options, models) -> PTISamples:
     batch = 1 if options.reference_mode else options.batch_size
     stages = [
         LandmarkStage(workers=options.landmark_workers),
-        AlignStage(size=256, crop=options.crop, align_smoothing=options.align_smoothing),
+        # The encoder takes 256 aligned crops; the generator is supervised at its own resolution.
+        AlignStage(size=256, crop_size=models.generator().img_resolution, crop=options.crop,
+                   align_smoothing=options.align_smoothing),
         InvertStage(models, n_iters=options.n_iters, max_batch=batch),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window),
     ]
