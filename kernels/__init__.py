@@ -6,10 +6,23 @@
     common.cuh         float/half helpers
 All in float32 and float16, on torch tensors, ordered with torch's current stream (see backends.CudaBackend).
 
-`cuda_op_set(device)` compiles (build.py: nvcc to cubins cached on disk), loads and returns the op set;
+`cuda_op_set(device)` compiles (build.py: nvcc to cubins cached on disk), loads, self-tests and returns the op set;
 `sg3stream.ops.get_ops("auto", cuda_device)` calls it and falls back to the torch reference ops, warning once,
-when it fails. Process-wide state, on purpose: `_LOADED` caches the loaded kernels per device (a failure too, so
-a broken build is tried once per process, not once per forward pass), and `pycuda_available` its answer.
+when it fails; `get_ops("cuda", ...)` raises the error instead. Process-wide state, on purpose: `_LOADED` caches
+the loaded kernels per device (a failure too, so a broken build is tried once per process, not once per forward
+pass), and `pycuda_available` its answer.
+
+The kernels have to fail safe: when one cannot be compiled, loaded or trusted, the run warns once and goes on with
+the torch ops; it never hangs (nvcc runs with a time limit) nor crashes.
+- Self-test at load time (selftest.py): before the op set is handed out, every op (upfirdn2d up and down, bias_act
+  lrelu + clamp, filtered_lrelu up=2 down=2), forward and input gradient, float32 and float16, runs on tiny inputs
+  against the torch reference ops (a few milliseconds). A mismatch, a NaN or an exception raises
+  `KernelSelfTestError` naming the op, dtype and max error, and is cached as any other load failure.
+- Run-time failures (ops.GuardedBackend): a launch that raises later (a pycuda LaunchError, out of resources for a
+  shape the self-test did not cover) logs one warning, "CUDA kernel <op> failed at run time (...); using the torch
+  ops from now on"; that call completes in torch and every later call of that op set goes to the torch ops. Errors
+  about the caller's arguments (ValueError) and CUDA out-of-memory still raise. A launch error that corrupts the
+  CUDA context (an illegal address) cannot be recovered from in-process: torch fails too after it.
 """
 from __future__ import annotations
 
@@ -19,6 +32,7 @@ from functools import lru_cache
 import torch
 
 from .build import SOURCES, KernelBuildError, compile_cubin
+from .selftest import KernelSelfTestError, self_test
 
 _LOADED: dict[int, object] = {}   # device index -> OpSet, or the exception that prevented loading
 _LOCK = threading.Lock()
@@ -55,12 +69,21 @@ def _load(device: torch.device):
     import pycuda.driver  # noqa: F401  (ImportError: the gpu extra is not installed)
 
     from .backends import CudaBackend
-    from .ops import KernelOps
 
     major, minor = torch.cuda.get_device_capability(device)
     arch = f"{major}{minor}"
     cubins = {source: compile_cubin(source, arch).read_bytes() for source in SOURCES}
-    return KernelOps(CudaBackend(device, cubins)).op_set("cuda")
+    return checked_op_set(CudaBackend(device, cubins), device)
 
 
-__all__ = ["cuda_op_set", "pycuda_available", "SOURCES", "KernelBuildError", "compile_cubin"]
+def checked_op_set(backend, device):
+    """The OpSet of `backend` once it passes the self-test on `device` (KernelSelfTestError otherwise), guarded
+    against run-time failures."""
+    from .ops import GuardedBackend, KernelOps
+
+    self_test(KernelOps(backend), device)  # unguarded: a wrong kernel must fail here, not fall back unnoticed
+    return KernelOps(GuardedBackend(backend)).op_set(backend.name)
+
+
+__all__ = ["cuda_op_set", "checked_op_set", "pycuda_available", "self_test", "SOURCES", "KernelBuildError",
+           "KernelSelfTestError", "compile_cubin"]

@@ -12,10 +12,18 @@ Gradients:
   decomposition run with the kernels: recompute the pre-activation t (upfirdn2d pass), then the adjoint of the
   down pass, the bias_act backward kernel on t, the adjoint of the up pass. It stores only x and b.
 bias_act's and filtered_lrelu's backward are not differentiable again (PTI needs first-order gradients only).
+
+Run-time failures: `GuardedBackend` wraps the CUDA backend of a loaded op set. The first exception a launch raises
+(say a pycuda LaunchError, out of resources for a shape the load-time self-test did not cover) is logged once; that
+launch and every later one of the op set run on `EmulatedBackend` (the same arithmetic in torch), and KernelOps
+sends every later op call straight to the reference ops. Guarding the backend rather than the op calls also
+covers the launches of the backward passes, which autograd runs after the op call has returned.
 """
 from __future__ import annotations
 
+import logging
 import math
+import threading
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -27,6 +35,10 @@ from sg3stream.ops import modulated_conv2d
 from sg3stream.ops import upfirdn2d as reference_upfirdn2d
 from sg3stream.ops._args import parse_padding, parse_scaling
 from sg3stream.ops.bias_act import ACTIVATIONS
+
+from .backends import EmulatedBackend
+
+log = logging.getLogger("sg3stream")
 
 
 def correlation_kernel(f: torch.Tensor, gain: float, flip_filter: bool) -> torch.Tensor:
@@ -137,6 +149,49 @@ class _FilteredLRelu(torch.autograd.Function):
         return (None, dx if ctx.needs_input_grad[1] else None, db) + (None,) * 11
 
 
+class GuardedBackend:
+    """`backend` until one of its calls raises; then, after one warning, EmulatedBackend for that call and every
+    later one (`failed` is set: KernelOps then uses the reference ops). One flag per op set, no global state."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = backend.name
+        self.failed = False
+        self._emulated = EmulatedBackend()
+        self._lock = threading.Lock()  # one warning even when two threads fail at once
+
+    def _call(self, method: str, *args):
+        if not self.failed:
+            try:
+                return getattr(self.backend, method)(*args)
+            except torch.cuda.OutOfMemoryError:
+                raise  # not the kernel's fault: the torch ops would need the memory too, and the caller may retry
+            except Exception as e:
+                self._fail(method, e)
+        return getattr(self._emulated, method)(*args)
+
+    def _fail(self, method: str, error: Exception) -> None:
+        with self._lock:
+            if self.failed:
+                return
+            self.failed = True
+        message = str(error).splitlines()[0] if str(error) else ""
+        log.warning("CUDA kernel %s failed at run time (%s: %s); using the torch ops from now on", method,
+                    type(error).__name__, message)
+
+    def upfirdn2d_pass(self, *args):
+        return self._call("upfirdn2d_pass", *args)
+
+    def bias_act_forward(self, *args):
+        return self._call("bias_act_forward", *args)
+
+    def bias_act_backward(self, *args):
+        return self._call("bias_act_backward", *args)
+
+    def filtered_lrelu_forward(self, *args):
+        return self._call("filtered_lrelu_forward", *args)
+
+
 class KernelOps:
     """upfirdn2d, bias_act, filtered_lrelu with the official signatures, computed by `backend`."""
 
@@ -145,6 +200,8 @@ class KernelOps:
         self.dtypes = dtypes
 
     def _takes(self, *tensors) -> bool:
+        if getattr(self.backend, "failed", False):
+            return False  # a GuardedBackend whose kernels failed at run time: the reference ops from now on
         return all(t is None or (t.dtype in self.dtypes and not (isinstance(t, torch.Tensor) and t.ndim == 0))
                    for t in tensors)
 

@@ -1,10 +1,13 @@
 """The CUDA kernels (kernels/*.cu through pycuda) against the torch reference ops: values and gradients in
-float32 and float16, gradcheck on small shapes, stream ordering, and the generator end to end.
-Skipped without CUDA and pycuda."""
+float32 and float16, gradcheck on small shapes, stream ordering, the load-time self-test, and the generator end to
+end. Skipped without CUDA and pycuda."""
+import time
+
 import pytest
 import torch
 
-from sg3stream.kernels import pycuda_available
+from sg3stream.kernels import pycuda_available, self_test
+from sg3stream.kernels.ops import GuardedBackend, KernelOps
 from sg3stream.models.stylegan3 import design_lowpass_filter
 from sg3stream.ops import bias_act, filtered_lrelu, get_ops, upfirdn2d
 
@@ -17,6 +20,26 @@ TOL = {torch.float32: dict(atol=1e-4, rtol=1e-4), torch.float16: dict(atol=2e-2,
 @pytest.fixture(scope="module")
 def ops():
     return get_ops("cuda", "cuda")
+
+
+@pytest.fixture(autouse=True)
+def _no_run_time_fallback(ops):
+    """The op set falls back to torch when a launch raises (GuardedBackend): a test would then pass on the torch
+    values. Fail it instead."""
+    yield
+    assert not ops.upfirdn2d.__self__.backend.failed, "a kernel launch raised (see the warning in the log)"
+
+
+def test_load_time_self_test_passes_on_this_gpu(ops):
+    """get_ops("cuda") ran it already (it would have raised KernelSelfTestError); again, unguarded, and timed."""
+    guarded = ops.upfirdn2d.__self__.backend
+    assert isinstance(guarded, GuardedBackend)
+    kernels = KernelOps(guarded.backend)
+    self_test(kernels, "cuda")
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    self_test(kernels, "cuda")
+    assert time.perf_counter() - start < 0.5  # milliseconds in practice; a generous bound against a noisy host
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

@@ -4,8 +4,9 @@
   "torch" — the fast pure-torch reference ops (CPU and GPU); the fallback and the oracle for future kernels
   "naive" — a literal transcription of the official reference formulation (slow; for tests and benchmarks)
   "auto"  — the best available for the device: on CUDA, the custom kernels of sg3stream.kernels when pycuda is
-            installed and they build and load (warning once and falling back to "torch" otherwise); else "torch"
-  "cuda"  — the custom kernels, or an error saying why they are unavailable
+            installed and they build, load and pass their self-test (warning once and falling back to "torch"
+            otherwise; a kernel failing later at run time also falls back, see sg3stream.kernels); else "torch"
+  "cuda"  — the custom kernels, or an error saying why they are unavailable (e.g. KernelSelfTestError)
 """
 from __future__ import annotations
 
