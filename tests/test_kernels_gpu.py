@@ -23,6 +23,16 @@ def ops():
 
 
 @pytest.fixture(autouse=True)
+def _exact_float32_reference():
+    """The reference ops' convolutions may run in TF32 on Ampere/Hopper (cuDNN's default), 1e-3 off: the float32
+    tolerance above assumes full float32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.fixture(autouse=True)
 def _no_run_time_fallback(ops):
     """The op set falls back to torch when a launch raises (GuardedBackend): a test would then pass on the torch
     values. Fail it instead."""
