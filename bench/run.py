@@ -11,14 +11,31 @@ from sg3stream.job import RunOptions, run_video
 from sg3stream.report import Reporter
 from sg3stream.synthetic import face_frames, write_clip
 
+from .gpu_monitor import GpuMonitor
 from .pipeline import SIZES
+
+
+class _MonitoredReporter(Reporter):
+    """Runs the GPU monitor from the pipeline's start to its end (run_video calls start() right before the pipeline
+    and close() right after it), so that loading models and building engines stay out of the GPU figures as they
+    stay out of end_to_end_fps."""
+
+    def __init__(self, monitor: GpuMonitor):
+        super().__init__()
+        self.monitor = monitor
+
+    def start(self, total: int | None, description: str) -> None:
+        self.monitor.start()
+
+    def close(self) -> None:
+        self.monitor.stop()
 
 
 def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_size: int = 4, device: str = "auto",
               edit: str = "smile", encoder: str | None = None, generator: str | None = None,
               engine: str = "torch", reference_mode: bool = False, clip: Path | None = None) -> dict:
-    """One run of the main job; returns clip, mode, frames, end_to_end_fps, the per-stage statistics and, on CUDA,
-    the peak GPU memory."""
+    """One run of the main job; returns clip, mode, frames, end_to_end_fps, the per-stage statistics, the GPU's
+    utilisation and used memory during the run ("gpu", see GpuMonitor) and, on CUDA, torch's peak GPU memory."""
     width, height = SIZES[size]
     with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
         if clip is None:
@@ -29,12 +46,13 @@ def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_s
                              engine=engine, reference_mode=reference_mode)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        reporter = Reporter()
+        monitor = GpuMonitor()
+        reporter = _MonitoredReporter(monitor)
         with reporter.capturing_warnings():
             summary = run_video(options, reporter)
     result = {"clip": f"{size} {width}x{height}", "mode": "reference" if reference_mode else "streaming",
               "generator": generator or "demo", "frames": summary["frames"], "end_to_end_fps": summary["fps"],
-              "stages": summary["stages"]}
+              "stages": summary["stages"], "gpu": monitor.summary()}
     if torch.cuda.is_available():
         result["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return result

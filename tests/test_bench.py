@@ -26,6 +26,7 @@ def test_bench_of_the_main_job_covers_every_stage():
         assert run["frames"] == 8 and run["end_to_end_fps"] > 0 and run["mode"] == mode
         assert [s["name"] for s in run["stages"]] == ["decode", "landmarks", "align", "invert", "smooth", "edit",
                                                       "render", "paste", "encode"]
+        assert run["gpu"]["available"] or run["gpu"]["reason"]  # GPU figures, or why there are none
     ratio = report["run"]["speedup_vs_reference"]
     assert ratio == report["run"]["streaming"]["end_to_end_fps"] / report["run"]["reference"]["end_to_end_fps"]
 
@@ -38,3 +39,59 @@ def test_bench_table():
 def test_bench_refuses_unknown_sections():
     result = CliRunner().invoke(app, ["bench", "--sections", "nope"])
     assert result.exit_code == 1
+
+
+def test_gpu_monitor_summarises_the_samples_and_survives_a_failing_sampler():
+    import threading
+    import time
+
+    from sg3stream.bench.gpu_monitor import GpuMonitor
+
+    readings, calls, enough = [], [0], threading.Event()
+
+    def sample():  # every third call fails; the others return made-up utilisation and used memory
+        calls[0] += 1
+        if calls[0] >= 12:
+            enough.set()
+        if calls[0] % 3 == 0:
+            raise RuntimeError("NVML hiccup")
+        reading = (float(calls[0] * 7 % 100), calls[0] * 2**28)
+        readings.append(reading)
+        return reading
+
+    with GpuMonitor(sample, interval_s=0.001) as monitor:
+        assert enough.wait(10)
+    assert not monitor.running
+    after_exit = calls[0]
+    summary = monitor.summary()
+    assert summary["available"] and summary["samples"] == len(readings) and summary["failed_samples"] == after_exit // 3
+    assert summary["utilisation_mean_percent"] == sum(u for u, _ in readings) / len(readings)
+    assert summary["utilisation_max_percent"] == max(u for u, _ in readings)
+    assert summary["memory_max_used_gib"] == max(m for _, m in readings) / 2**30
+    time.sleep(0.05)
+    assert calls[0] == after_exit  # the thread has stopped sampling
+
+
+def test_gpu_monitor_without_nvml_says_why(monkeypatch):
+    import sys
+
+    from sg3stream.bench.gpu_monitor import GpuMonitor
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml now raises ImportError
+    with GpuMonitor() as monitor:
+        pass
+    summary = monitor.summary()
+    assert summary["available"] is False and "NVML" in summary["reason"]
+
+
+def test_peak_memory_does_not_grow_with_the_clip_length():
+    from sg3stream.bench.memory import bench_memory
+
+    # one frame per batch, one batch per queue and a short smoothing look-ahead keep about 50 frames in flight,
+    # so that both clips are longer than that and the longer one only adds frames that stream through
+    short, long = bench_memory((64, 256), 160, 120, batch_size=1, queue_size=1, fine_window=4, n_iters=1)
+    assert (short["frames"], long["frames"]) == (64, 256)
+    assert short["frames"] > long["frames_in_flight_max"], "the shorter clip does not fill the pipeline"
+    slack_mib = 32  # run-to-run noise of ru_maxrss (allocator, mediapipe) seen here: about 20 MiB
+    assert long["peak_rss_mib"] <= 1.15 * short["peak_rss_mib"] + slack_mib, (short, long)
+    assert long["workers_peak_rss_mib"] <= 1.15 * short["workers_peak_rss_mib"] + slack_mib, (short, long)

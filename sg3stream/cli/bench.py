@@ -11,7 +11,7 @@ from rich.table import Table
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
-SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti")
+SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory")
 
 
 def _device() -> str:
@@ -55,6 +55,14 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
         # on CUDA: the custom kernels against the torch reference ops, at the same configuration
         report["pti"] = bench_pti(config, (1, 4), "cuda" if on_cuda else "cpu",
                                   ops_impl=["cuda", "torch"] if on_cuda else "torch", steps=5 if on_cuda else 2)
+    if "memory" in sections:
+        from sg3stream.bench.memory import bench_memory
+        from sg3stream.bench.pipeline import SIZES
+
+        # the main job at `frames` and 4x `frames` frames, each in a fresh process: the peak should not grow
+        width, height = SIZES[sizes[0]]
+        report["memory"] = bench_memory((frames, 4 * frames), width, height, batch_size=batch_size,
+                                        queue_size=queue_size, generator=None if config == "demo" else config)
     return report
 
 
@@ -111,8 +119,15 @@ def print_report(report: dict, console: Console) -> None:
             console.print(f"\n[bold]main job, {mode} mode ({run['generator']}, --edit smile), {run['clip']}:[/] "
                           f"{run['end_to_end_fps']:.2f} frames/s end to end", highlight=False)
             console.print(_stage_table(run["stages"]))
+            gpu = run.get("gpu", {})
+            if gpu.get("available"):
+                console.print(f"gpu utilisation: mean {gpu['utilisation_mean_percent']:.0f}%, "
+                              f"max {gpu['utilisation_max_percent']:.0f}%, memory {gpu['memory_max_used_gib']:.1f} GiB",
+                              highlight=False)
         console.print(f"[bold]speed-up over the reference mode: {report['run']['speedup_vs_reference']:.2f}x",
                       highlight=False)
+    if report.get("memory"):
+        _print_memory(report["memory"], console)
     for name in ("synthesis", "align", "inversion", "pti"):
         rows = report.get(name)
         if not rows:
@@ -122,3 +137,19 @@ def print_report(report: dict, console: Console) -> None:
         for row in rows:
             table.add_row(*[f"{row.get(k):.3g}" if isinstance(row.get(k), float) else str(row.get(k)) for k in keys])
         console.print(table)
+
+
+def _print_memory(rows: list[dict], console: Console) -> None:
+    table = Table("clip", "frames", "most in flight", "peak RSS", "ratio", "worker peak", "ratio",
+                  title="peak memory of the main job against the clip's length")
+    for r in rows:
+        table.add_row(r["clip"], str(r["frames"]), str(r["frames_in_flight_max"]), f"{r['peak_rss_mib']:.0f} MiB",
+                      f"{r['peak_rss_ratio']:.2f}", f"{r['workers_peak_rss_mib']:.0f} MiB",
+                      f"{r['workers_peak_rss_ratio']:.2f}")
+    console.print(table)
+    in_flight = max(r["frames_in_flight_max"] for r in rows)
+    if rows[0]["frames"] <= in_flight:
+        # the pipeline holds up to this many frames: below it, a longer clip means more frames held
+        console.print(f"the shortest clip ({rows[0]['frames']} frames) is not longer than the most frames in flight "
+                      f"({in_flight}): below the pipeline's bound a longer clip holds more frames at once, so memory "
+                      "grows with it; compare longer clips (--frames)", highlight=False)

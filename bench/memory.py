@@ -1,0 +1,106 @@
+"""Bench: peak memory of the main job against the clip's length. A streaming pipeline holds a bounded number of
+frames whatever the clip's length, so once a clip is longer than that bound its peak memory should stop growing.
+
+Each length runs in a fresh interpreter (`python -m sg3stream.bench.memory CLIP OUTPUT ...`): the peak resident
+set size (ru_maxrss) is a high-water mark of the whole process, so runs sharing a process would hide each other.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from sg3stream.report import Reporter
+
+
+def _peak_rss_mib(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
+def bench_memory(lengths: tuple[int, ...] = (48, 192), width: int = 854, height: int = 480, batch_size: int = 8,
+                 queue_size: int = 4, fine_window: int = 60, n_iters: int = 3, edit: str = "smile",
+                 generator: str | None = None, device: str = "auto", timeout_s: float = 1800) -> list[dict]:
+    """One row per clip length, each from a fresh process running the main job:
+    clip, frames, seconds (the job), frames_in_flight_max (most frames decoded but not yet encoded, sampled every
+    0.25 s: the pipeline's bound, reached only by clips longer than it), before_run_mib (the process's peak after
+    the imports), peak_rss_mib (the job's process), workers_peak_rss_mib (the largest landmark worker process),
+    and peak_rss_ratio, workers_peak_rss_ratio: against the first length.
+
+    batch_size, queue_size and fine_window (the smoothing's look-ahead) set how many frames are in flight: smaller
+    values let shorter clips pass the bound.
+    """
+    from sg3stream.synthetic import face_frames, write_clip  # here: the landmark workers re-import this module
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
+        for frames in lengths:
+            # the clip is written here, so that the child's peak is the job's alone
+            clip = write_clip(Path(tmp) / f"face-{frames}.mp4", face_frames(frames, width, height), fps=30,
+                              options={"preset": "ultrafast"})
+            command = [sys.executable, "-m", "sg3stream.bench.memory", str(clip), str(Path(tmp) / f"out-{frames}.mp4"),
+                       "--batch-size", str(batch_size), "--queue-size", str(queue_size), "--fine-window",
+                       str(fine_window), "--n-iters", str(n_iters), "--edit", edit, "--device", device]
+            if generator:
+                command += ["--generator", generator]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+            if done.returncode != 0:
+                raise RuntimeError(f"the memory bench's child failed ({done.returncode}):\n{done.stderr[-4000:]}")
+            child = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append({"clip": f"{width}x{height}", **child})
+    for row in rows:
+        row["peak_rss_ratio"] = row["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+        row["workers_peak_rss_ratio"] = row["workers_peak_rss_mib"] / rows[0]["workers_peak_rss_mib"]
+    return rows
+
+
+class _InFlight(Reporter):
+    """Keeps the most frames seen between the first stage (decode) and the last (encode) at the run's ticks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.most = 0
+
+    def progress(self, done: int, fps: float, stages: list[dict] | None = None) -> None:
+        if stages:
+            self.most = max(self.most, stages[0]["frames"] - stages[-1]["frames"])
+
+
+def _child(argv: list[str]) -> dict:
+    """The job on one clip, in this process; its peak memory."""
+    from sg3stream.job import RunOptions, run_video
+
+    parser = argparse.ArgumentParser(prog="python -m sg3stream.bench.memory")
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--queue-size", type=int, default=4)
+    parser.add_argument("--fine-window", type=int, default=60)
+    parser.add_argument("--n-iters", type=int, default=3)
+    parser.add_argument("--edit", default="smile")
+    parser.add_argument("--generator", default=None)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    options = RunOptions(input=args.input, output=args.output, batch_size=args.batch_size, queue_size=args.queue_size,
+                         fine_window=args.fine_window, n_iters=args.n_iters, edits=[args.edit] if args.edit else [],
+                         generator=args.generator, device=args.device)
+    before = _peak_rss_mib(resource.RUSAGE_SELF)
+    reporter = _InFlight()
+    with reporter.capturing_warnings():
+        summary = run_video(options, reporter)
+    return {
+        "frames": summary["frames"],
+        "seconds": summary["seconds"],
+        "frames_in_flight_max": reporter.most,
+        "before_run_mib": before,
+        "peak_rss_mib": _peak_rss_mib(resource.RUSAGE_SELF),
+        # the landmark pool's workers, joined by now: RUSAGE_CHILDREN's ru_maxrss is the largest of them
+        "workers_peak_rss_mib": _peak_rss_mib(resource.RUSAGE_CHILDREN),
+    }
+
+
+if __name__ == "__main__":  # the guard also keeps the landmark pool's spawned workers from running a job
+    print(json.dumps(_child(sys.argv[1:])))
