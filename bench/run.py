@@ -33,7 +33,8 @@ class _MonitoredReporter(Reporter):
 
 def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_size: int = 4, device: str = "auto",
               edit: str = "smile", encoder: str | None = None, generator: str | None = None,
-              engine: str = "torch", reference_mode: bool = False, clip: Path | None = None) -> dict:
+              engine: str = "torch", reference_mode: bool = False, clip: Path | None = None, compile: bool = False,
+              codec: str = "auto") -> dict:
     """One run of the main job; returns clip, mode, frames, end_to_end_fps, the per-stage statistics, the GPU's
     utilisation and used memory during the run ("gpu", see GpuMonitor) and, on CUDA, torch's peak GPU memory."""
     width, height = SIZES[size]
@@ -43,7 +44,7 @@ def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_s
                               options={"preset": "ultrafast"})
         options = RunOptions(input=clip, output=Path(tmp) / "out.mp4", batch_size=batch_size, queue_size=queue_size,
                              device=device, edits=[edit] if edit else [], encoder=encoder, generator=generator,
-                             engine=engine, reference_mode=reference_mode)
+                             engine=engine, reference_mode=reference_mode, compile=compile, codec=codec)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         monitor = GpuMonitor()
@@ -51,7 +52,8 @@ def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_s
         with reporter.capturing_warnings():
             summary = run_video(options, reporter)
     result = {"clip": f"{size} {width}x{height}", "mode": "reference" if reference_mode else "streaming",
-              "generator": generator or "demo", "frames": summary["frames"], "end_to_end_fps": summary["fps"],
+              "generator": generator or "demo", "compile": compile, "hw_decoding": summary["hw_decoding"],
+              "frames": summary["frames"], "end_to_end_fps": summary["fps"],
               "stages": summary["stages"], "gpu": monitor.summary()}
     if torch.cuda.is_available():
         result["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30

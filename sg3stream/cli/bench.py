@@ -23,7 +23,7 @@ def _device() -> str:
 
 
 def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batch_size: int, queue_size: int,
-                  config: str, engine: str, on_cuda: bool) -> dict:
+                  config: str, engine: str, on_cuda: bool, compile: bool = False) -> dict:
     report: dict = {"device": _device()}
     if "pipeline" in sections:
         from sg3stream.bench.pipeline import bench_pipeline
@@ -33,7 +33,7 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
         from sg3stream.bench.run import bench_run_against_reference
 
         report["run"] = bench_run_against_reference(frames=frames, size=sizes[0], batch_size=batch_size,
-                                                    queue_size=queue_size, engine=engine,
+                                                    queue_size=queue_size, engine=engine, compile=compile,
                                                     generator=None if config == "demo" else config)
     if "synthesis" in sections:
         from sg3stream.bench.generator import bench_synthesis
@@ -75,6 +75,8 @@ def bench(
     config: str = typer.Option(None, help="Generator: demo or sg3-r-1024 (random weights: speed does not depend on "
                                "them); default demo on CPU, sg3-r-1024 on CUDA."),
     engine: str = typer.Option("torch", help="Encoder engine for the run bench: torch, onnx or tensorrt."),
+    compile: bool = typer.Option(False, "--compile", help="Run bench: the generator through torch.compile (both "
+                                 "modes; compiling takes minutes, use a few hundred --frames)."),
     batch_size: int = typer.Option(8, help="Frames per batch."),
     queue_size: int = typer.Option(4, help="Batches per queue."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
@@ -92,7 +94,7 @@ def bench(
             raise UserError(f"unknown bench section or size {sorted(unknown)}; sections: {', '.join(SECTIONS)}")
         on_cuda = torch.cuda.is_available()
         config = config or ("sg3-r-1024" if on_cuda else "demo")
-        report = _run_sections(chosen, frames, size_list, batch_size, queue_size, config, engine, on_cuda)
+        report = _run_sections(chosen, frames, size_list, batch_size, queue_size, config, engine, on_cuda, compile)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
