@@ -371,3 +371,12 @@ def test_oriented_crop_is_the_aligned_quad(clip):
     tf = _cat(out, "transform")
     np.testing.assert_allclose(tf[0], np.eye(3), atol=1e-4)
     assert abs(_cat(out, "rotation_deg")[-1] - (clip["thetas"][-1] - clip["thetas"][0])) < 2.0
+
+
+def test_the_end_of_the_stream_comes_out_in_the_batches_that_went_in(clip):
+    # The look-ahead held at the end is released batch by batch, not as one oversized batch (memory, and the
+    # reference mode's one frame per call).
+    stage = AlignStage()
+    out = _run_align(stage, clip["lm_batches"])
+    assert [len(b) for b in out] == [len(b) for b in clip["lm_batches"]]
+    assert np.array_equal(np.concatenate([b.index for b in out]), np.arange(N))

@@ -214,7 +214,10 @@ class AlignStage(Stage):
         self._params = np.concatenate([self._params, params])
         self._pending.append(batch)
         self._seen += len(batch)
-        return self._release(final=False)
+        released = self._release(final=False)
+        if not released:
+            return None
+        return released[0] if len(released) == 1 else _concat(released)
 
     @property
     def found_face(self) -> bool:
@@ -222,7 +225,7 @@ class AlignStage(Stage):
         return self._any_face
 
     def flush(self) -> list[FrameBatch]:
-        out = self._release(final=True)
+        out = self._release(final=True)  # the held batches as they came in: no oversized last batch
         if not self._any_face and self.require_face:
             if self._writer is not None:
                 self._writer.discard()
@@ -232,7 +235,7 @@ class AlignStage(Stage):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        return [out] if out is not None else []
+        return out
 
     def close(self) -> None:
         if self._writer is not None:
@@ -240,7 +243,8 @@ class AlignStage(Stage):
             self._writer = None
 
     # --- the work ----------------------------------------------------------------------------------------------
-    def _release(self, final: bool) -> FrameBatch | None:
+    def _release(self, final: bool) -> list[FrameBatch]:
+        """The held batches whose look-ahead has been seen (all of them when `final`), aligned, one out per in."""
         ready: list[FrameBatch] = []
         end = self._released
         for b in self._pending:
@@ -250,10 +254,9 @@ class AlignStage(Stage):
             else:
                 break
         if not ready:
-            return None
+            return []
         for _ in ready:
             self._pending.popleft()
-        batch = ready[0] if len(ready) == 1 else _concat(ready)
 
         raw = self._params
         valid = np.isfinite(raw).all(axis=1)
@@ -263,25 +266,27 @@ class AlignStage(Stage):
         has_quad = valid | bridged
         aligned = smooth(bridged_params, has_quad, self.align_smoothing)
 
-        lo = self._released - self._win_start
-        hi = lo + len(batch)
-        sl = slice(lo, hi)
         if self.crop == "smooth":
             base = axis_aligned(bridged_params) if self.crop_axis_aligned else bridged_params
-            crop = smooth(base, has_quad, self.crop_smoothing)[sl]
-        else:
-            crop = np.full((len(batch), 4), np.nan)
-            if self._fixed_crop is None:
-                first = np.flatnonzero(has_quad[sl])
-                if len(first):
-                    p = aligned[sl][first[0]]
-                    self._fixed_crop = axis_aligned(p) if self.crop_axis_aligned else p
-            if self._fixed_crop is not None:
-                crop[:] = self._fixed_crop
-            crop[~has_quad[sl]] = np.nan
-
-        out = self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl])
-        self._released += len(batch)
+            smooth_crop = smooth(base, has_quad, self.crop_smoothing)
+        out = []
+        for batch in ready:
+            lo = self._released - self._win_start
+            sl = slice(lo, lo + len(batch))
+            if self.crop == "smooth":
+                crop = smooth_crop[sl]
+            else:
+                crop = np.full((len(batch), 4), np.nan)
+                if self._fixed_crop is None:
+                    first = np.flatnonzero(has_quad[sl])
+                    if len(first):
+                        p = aligned[sl][first[0]]
+                        self._fixed_crop = axis_aligned(p) if self.crop_axis_aligned else p
+                if self._fixed_crop is not None:
+                    crop[:] = self._fixed_crop
+                crop[~has_quad[sl]] = np.nan
+            out.append(self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl]))
+            self._released += len(batch)
 
         # Keep the history the next frames' bridging and smoothing can reach: radius + max_gap + 1 frames.
         keep_from = max(self._win_start, self._released - self.lookahead)
