@@ -52,7 +52,7 @@ def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_s
         with reporter.capturing_warnings():
             summary = run_video(options, reporter)
     result = {"clip": f"{size} {width}x{height}", "mode": "reference" if reference_mode else "streaming",
-              "generator": generator or "demo", "compile": compile, "hw_decoding": summary["hw_decoding"],
+              "generator": generator or "demo", "acceleration": summary["acceleration"],
               "frames": summary["frames"], "end_to_end_fps": summary["fps"],
               "stages": summary["stages"], "gpu": monitor.summary()}
     if torch.cuda.is_available():

@@ -142,6 +142,15 @@ def tune_generator(options: RunOptions, stages: list[Stage], reporter: Reporter)
     tune_render_stage(options, next(s for s in stages if s.name == "render"), reporter)
 
 
+def acceleration(stages: list[Stage], reader: FrameReader, codec: str) -> dict:
+    """Which fast paths the run actually took (a compile or a kernel load may have fallen back with a warning)."""
+    used: dict = {"hw_decoding": reader.hw_decoding, "codec": codec}
+    render = next((s for s in stages if s.name == "render"), None)
+    if render is not None and render.generator is not None:
+        used.update(render.acceleration())
+    return used
+
+
 def weights_file(name_or_path: str | None) -> Path | None:
     """The file behind a --generator/--encoder value (a path or a cached name), None for demo or unset."""
     if not name_or_path or name_or_path == "demo":
@@ -201,7 +210,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         "frames": writer.frames_written,
         "frames_announced": info.frames,
         "complete": reader.complete,
-        "hw_decoding": reader.hw_decoding,
+        "acceleration": acceleration(stages, reader, codec),
         "seconds": seconds,
         "fps": writer.frames_written / seconds if seconds > 0 else 0.0,
         "stages": [s.to_dict() for s in stats],

@@ -118,16 +118,17 @@ def test_run_with_compile_renders_and_inverts_through_the_compiled_network(tmp_p
     monkeypatch.setattr(compiled_module, "CompiledSynthesis", Traced)
     clip = write_clip(tmp_path / "in.mp4", face_frames(6, 160, 120), fps=25, audio=None)
 
-    def run(name: str, compile: bool) -> np.ndarray:
+    def run(name: str, compile: bool) -> tuple[np.ndarray, dict]:
         options = RunOptions(input=clip, output=tmp_path / f"{name}.mp4", edits=["smile"], batch_size=4,
                              compile=compile, artifacts=tmp_path / name, landmark_workers=1)
-        run_video(options, Reporter())
-        return np.load(Path(tmp_path / name / "latents.npy"))
+        summary = run_video(options, Reporter())
+        return np.load(Path(tmp_path / name / "latents.npy")), summary["acceleration"]
 
-    eager = run("eager", compile=False)
-    assert not calls
-    traced = run("traced", compile=True)
+    eager, used = run("eager", compile=False)
+    assert not calls and not used["compiled"]
+    traced, used = run("traced", compile=True)
     assert calls.get("aligned", 0) > 0 and calls.get("render", 0) > 0  # the encoder and the render stage use it
+    assert used["compiled"] and used["ops"] == "torch"  # the run says what it ran
     np.testing.assert_allclose(traced, eager, rtol=1e-4, atol=1e-5)
 
 

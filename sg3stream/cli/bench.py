@@ -121,6 +121,8 @@ def print_report(report: dict, console: Console) -> None:
             console.print(f"\n[bold]main job, {mode} mode ({run['generator']}, --edit smile), {run['clip']}:[/] "
                           f"{run['end_to_end_fps']:.2f} frames/s end to end", highlight=False)
             console.print(_stage_table(run["stages"]))
+            used = run.get("acceleration", {})
+            console.print("ran with: " + ", ".join(f"{k} {v}" for k, v in used.items()), highlight=False)
             gpu = run.get("gpu", {})
             if gpu.get("available"):
                 console.print(f"gpu utilisation: mean {gpu['utilisation_mean_percent']:.0f}%, "

@@ -56,6 +56,16 @@ class RenderStage(Stage):
         synthesis_engine = getattr(self.models, "synthesis_engine", None)
         self.engine = synthesis_engine() if synthesis_engine is not None else None
 
+    def acceleration(self) -> dict:
+        """What rendered, once the stage has run: device, op implementation, torch.compile still on, engine."""
+        from ..ops import get_ops
+
+        compiled = bool(getattr(self.synthesis, "compiled", False))  # False too once a failed compile fell back
+        device = self.models.device
+        return {"device": str(device), "compiled": compiled,
+                "ops": "torch" if compiled else get_ops(self.generator.synthesis.ops_impl, device).name,
+                "engine": self.engine.kind if self.engine is not None else "torch"}
+
     @torch.no_grad()
     def _render(self, ws: np.ndarray, offsets: dict[str, np.ndarray], transforms: np.ndarray) -> np.ndarray:
         g = self.generator
