@@ -57,7 +57,9 @@ class CompiledSynthesis:
         self.min_rows = int(min_rows)
         self.compiled = True  # False once compilation failed and the eager network took over
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # only called for names the wrapper lacks: the network's attributes
+        if name == "synthesis":  # not set yet (a half-built or unpickled object): no endless recursion
+            raise AttributeError(name)
         return getattr(self.synthesis, name)
 
     def styles(self, ws):
