@@ -380,3 +380,15 @@ def test_the_end_of_the_stream_comes_out_in_the_batches_that_went_in(clip):
     out = _run_align(stage, clip["lm_batches"])
     assert [len(b) for b in out] == [len(b) for b in clip["lm_batches"]]
     assert np.array_equal(np.concatenate([b.index for b in out]), np.arange(N))
+
+
+def test_landmark_workers_do_not_load_torch():
+    # A spawned landmark worker imports the command line (its parent's main module), the runner and the align
+    # stages: none of them may pull in torch and the models (~250 MB and a second per worker).
+    import subprocess
+    import sys
+
+    code = ("import sys, sg3stream.cli, sg3stream.pipeline.runner, sg3stream.align.stages; "
+            "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

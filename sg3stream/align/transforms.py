@@ -36,7 +36,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models.stylegan3 import make_transform  # noqa: F401  (the reference's, re-exported for comparisons)
+
+def make_transform(translate=(0.0, 0.0), angle: float = 0.0) -> np.ndarray:
+    """Rotation (degrees) + translation matrix as the reference gen_images.py builds it.
+
+    The synthesis transform is an inverse transform: render with `np.linalg.inv(make_transform(t, a))` to rotate
+    the image by `a` degrees and translate it by `t`, exactly like gen_images.py --rotate/--translate.
+    """
+    a = np.deg2rad(angle)
+    return np.array([[np.cos(a), np.sin(a), translate[0]],
+                     [-np.sin(a), np.cos(a), translate[1]],
+                     [0.0, 0.0, 1.0]])
 
 
 def quad_matrix(quads: np.ndarray) -> np.ndarray:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import typer
 
-from ..job import RunOptions, run_video
 from ..report import make_reporter
 from .app import app
 from .common import DEBUG_HELP, reported_errors
@@ -65,6 +64,10 @@ def run(
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Invert and edit the face in a video; write the video back with its timing and audio."""
+    # Imported here, not at the top: the landmark workers (spawned) import this command line as their main
+    # module, and should not load torch and the models for nothing (~300 MB and a second each).
+    from ..job import RunOptions, run_video
+
     with reported_errors(debug=debug):
         reporter = make_reporter(log_format)
     options = RunOptions(input=input, output=output, decoder=decoder, hwdec=hwdec, batch_size=batch_size,

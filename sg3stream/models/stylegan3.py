@@ -19,6 +19,7 @@ import scipy.signal
 import scipy.special
 import torch
 
+from sg3stream.align.transforms import make_transform  # noqa: F401  (numpy only; the generator's users want it here)
 from sg3stream.ops import get_ops
 
 # Names of the StyleSpace entry of the Fourier-feature input layer.
@@ -448,15 +449,3 @@ class Generator(torch.nn.Module):
         """As torch's, ignoring the official `synthesis.input.transform` buffer (here a per-call argument)."""
         state_dict = {k: v for k, v in state_dict.items() if k != "synthesis.input.transform"}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-
-def make_transform(translate=(0.0, 0.0), angle: float = 0.0) -> np.ndarray:
-    """Rotation (degrees) + translation matrix as the reference gen_images.py builds it.
-
-    The synthesis transform is an inverse transform: render with `np.linalg.inv(make_transform(t, a))` to rotate
-    the image by `a` degrees and translate it by `t`, exactly like gen_images.py --rotate/--translate.
-    """
-    a = np.deg2rad(angle)
-    return np.array([[np.cos(a), np.sin(a), translate[0]],
-                     [-np.sin(a), np.cos(a), translate[1]],
-                     [0.0, 0.0, 1.0]])
