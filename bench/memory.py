@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import subprocess
 import sys
@@ -21,13 +22,30 @@ def _peak_rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
+def _workers_peak_rss_mib() -> float:
+    """The largest peak resident set (VmHWM) among this process's live child processes (the landmark workers).
+
+    Not RUSAGE_CHILDREN: a child's ru_maxrss counts the parent's pages it shares between fork and exec, so it
+    reports the parent's size at the time the pool started rather than the worker's own."""
+    peak = 0.0
+    for child in multiprocessing.active_children():
+        try:
+            with open(f"/proc/{child.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:  # ended meanwhile
+            pass
+    return peak
+
+
 def bench_memory(lengths: tuple[int, ...] = (48, 192), width: int = 854, height: int = 480, batch_size: int = 8,
                  queue_size: int = 4, fine_window: int = 60, n_iters: int = 3, edit: str = "smile",
                  generator: str | None = None, device: str = "auto", timeout_s: float = 1800) -> list[dict]:
     """One row per clip length, each from a fresh process running the main job:
     clip, frames, seconds (the job), frames_in_flight_max (most frames decoded but not yet encoded, sampled every
     0.25 s: the pipeline's bound, reached only by clips longer than it), before_run_mib (the process's peak after
-    the imports), peak_rss_mib (the job's process), workers_peak_rss_mib (the largest landmark worker process),
+    the imports), peak_rss_mib (the job's process), workers_peak_rss_mib (the largest landmark worker process, read from /proc while it runs),
     and peak_rss_ratio, workers_peak_rss_ratio: against the first length.
 
     batch_size, queue_size and fine_window (the smoothing's look-ahead) set how many frames are in flight: smaller
@@ -63,10 +81,12 @@ class _InFlight(Reporter):
     def __init__(self) -> None:
         super().__init__()
         self.most = 0
+        self.workers_peak_mib = 0.0
 
     def progress(self, done: int, fps: float, stages: list[dict] | None = None) -> None:
         if stages:
             self.most = max(self.most, stages[0]["frames"] - stages[-1]["frames"])
+        self.workers_peak_mib = max(self.workers_peak_mib, _workers_peak_rss_mib())
 
 
 def _child(argv: list[str]) -> dict:
@@ -97,8 +117,8 @@ def _child(argv: list[str]) -> dict:
         "frames_in_flight_max": reporter.most,
         "before_run_mib": before,
         "peak_rss_mib": _peak_rss_mib(resource.RUSAGE_SELF),
-        # the landmark pool's workers, joined by now: RUSAGE_CHILDREN's ru_maxrss is the largest of them
-        "workers_peak_rss_mib": _peak_rss_mib(resource.RUSAGE_CHILDREN),
+        # the landmark pool's workers, read while they ran (at the progress ticks, every 0.25 s)
+        "workers_peak_rss_mib": reporter.workers_peak_mib,
     }
 
 
