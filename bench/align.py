@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from sg3stream.align.stages import AlignStage, LandmarkStage, default_workers
+from sg3stream.align.stages import AlignStage, LandmarkStage, available_cores
 from sg3stream.pipeline.batch import FrameBatch
 from sg3stream.synthetic import face_frames
 
@@ -49,7 +49,7 @@ def bench_align(frames: int = 48, sizes: tuple[str, ...] = ("480p", "1080p"), ba
     One dict per measurement: clip, section ("landmarks" or "align"), workers, frames, seconds, frames_per_s,
     and for landmarks the fraction of frames with a face and the fraction found by the small-face fallback.
     """
-    workers = workers or default_workers()
+    workers = workers or available_cores()
     results: list[dict] = []
     for name in sizes:
         width, height = SIZES[name]

@@ -62,18 +62,25 @@ def quiet_native_logs() -> None:
         os.close(devnull)
 
 
-def default_workers() -> int:
-    """One landmark process per core available to this process."""
+def available_cores() -> int:
+    """Cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
 
 
+def default_workers() -> int:
+    """Landmark processes by default: half the cores, at most 4. One mediapipe worker keeps up with about 150
+    frames/s at 480p (`sg3stream bench --sections align`), so a few feed the GPU stages; the other cores stay free
+    for decoding, paste-back and encoding, and each worker costs about 250 MB. On 2 cores one worker beat two."""
+    return max(1, min(4, available_cores() // 2))
+
+
 class LandmarkStage(Stage):
     """mediapipe face mesh landmarks, one contiguous batch at a time, in a pool of `workers` processes.
 
-    workers: landmark processes (default: one per available core).
+    workers: landmark processes (default: `default_workers()`, half the cores, at most 4).
     min_detection_confidence, min_tracking_confidence: mediapipe's thresholds.
     fallback: when the mesh finds no face, try the full-range detector and a mesh on the detected region.
     fallback_tiles: let the fallback detector also look at overlapping tiles of the frame (smaller faces, but a

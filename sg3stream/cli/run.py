@@ -29,7 +29,7 @@ def run(
     n_iters: int = typer.Option(3, help="ReStyle iterations per frame."),
     crop: str = typer.Option("smooth", help="Crop of the frame: smooth (follows the head) or fixed (first frame's)."),
     align_smoothing: float = typer.Option(1.0, help="Gaussian sigma (frames) smoothing the aligned quads; 0 = off."),
-    landmark_workers: int = typer.Option(None, help="Landmark processes (default: one per core)."),
+    landmark_workers: int = typer.Option(None, help="Landmark processes (default: half the cores, at most 4)."),
     smooth_sigma: float = typer.Option(0.0, help="Extra Gaussian smoothing (frames) of codes and transforms."),
     fine_layers: int = typer.Option(9, help="W+ index from which layers are replaced by their running clip mean."),
     passthrough: bool = typer.Option(False, "--passthrough", help="Only decode and encode (no face processing)."),

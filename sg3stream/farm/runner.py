@@ -45,9 +45,9 @@ def ray_session(address: str) -> Iterator[Any]:
         yield ray
         return
     if address == "local":
-        from ..align.stages import default_workers
+        from ..align.stages import available_cores
 
-        kwargs = dict(num_cpus=default_workers(), include_dashboard=False)
+        kwargs = dict(num_cpus=available_cores(), include_dashboard=False)
     elif address == "auto" or address.startswith("ray://"):
         kwargs = dict(address=address)
     else:
