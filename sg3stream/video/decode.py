@@ -237,18 +237,20 @@ class FrameReader:
             return None
         from av.codec.hwaccel import HWAccel
 
-        # No software fallback inside FFmpeg: the trial must tell whether the GPU decodes this stream.
-        hwaccel = HWAccel("cuda", allow_software_fallback=False)
+        def nvdec() -> HWAccel:  # a fresh one per container: it holds the device context FFmpeg creates
+            # No software fallback inside FFmpeg: the trial must tell whether the GPU decodes this stream.
+            return HWAccel("cuda", allow_software_fallback=False)
+
         if self.hw_decoding is None:
             try:
-                with av.open(str(self.path), metadata_errors="ignore", hwaccel=hwaccel) as container:
+                with av.open(str(self.path), metadata_errors="ignore", hwaccel=nvdec()) as container:
                     next(container.decode(video_stream(container, self.path))).to_ndarray(format="rgb24")
             except Exception as e:  # no NVDEC in this FFmpeg build or driver, unsupported profile, ...
                 self._hardware_unavailable("NVDEC (FFmpeg cuda hwaccel)", e)
                 return None
             self.hw_decoding = True
             log.info("decoding %s with NVDEC", self.path)
-        return hwaccel
+        return nvdec()
 
     def _decord_gpu_reader(self, decord):
         """decord's reader on GPU 0 when wanted and decord was built with CUDA (the PyPI wheels are not); else None."""
