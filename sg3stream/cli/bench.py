@@ -130,6 +130,8 @@ def print_report(report: dict, console: Console) -> None:
                               highlight=False)
         console.print(f"[bold]speed-up over the reference mode: {report['run']['speedup_vs_reference']:.2f}x",
                       highlight=False)
+        if "note" in report["run"]:
+            console.print(f"note: {report['run']['note']}", highlight=False)
     if report.get("memory"):
         _print_memory(report["memory"], console)
     for name in ("synthesis", "align", "inversion", "pti"):
