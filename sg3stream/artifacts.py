@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,16 @@ from .errors import UserError
 
 
 class Artifacts:
-    """A folder that files are written into atomically (temporary name, then rename)."""
+    """A folder that files are written into atomically (temporary name, then rename).
+
+    A failed run leaves no trace: `abort()` removes the folder again when this run created it.
+    """
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.streams: list[NpyStream] = []
+        # the first folder of the path that does not exist yet: what abort() removes (None: it existed)
+        self.created = next((p for p in reversed([self.folder, *self.folder.parents]) if not p.exists()), None)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -43,10 +49,12 @@ class Artifacts:
         self.streams = []
 
     def abort(self) -> None:
-        """The run failed: drop the streamed files (nothing half-written is left)."""
+        """The run failed: drop the streamed files (nothing half-written is left), and the folder if it is ours."""
         for stream in self.streams:
             stream.abort()
         self.streams = []
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
 
     def _atomic(self, name: str, write) -> Path:
         target = self.path(name)
