@@ -18,6 +18,7 @@ from .errors import UserError
 from .pipeline.runner import Pipeline
 from .pipeline.stage import Stage
 from .render.expand import Expansion
+from .render.label import DemoLabelStage
 from .render.stages import OUTPUT_MODES
 from .report import Reporter
 from .video.decode import FrameReader
@@ -57,6 +58,7 @@ class RunOptions:
     # rendering and output
     expand: str | None = None
     output_mode: str = "full"
+    demo_label: bool = True  # burn "demo model" into outputs made with the demo (see render/label.py)
     passthrough: bool = False  # decode -> encode only (no model stages)
     reference_mode: bool = False  # the paper's way: one frame per model call, stages one after the other
     # pivotal tuning of the generator on the clip (sg3stream/pti; a first pass when pti_steps > 0)
@@ -76,6 +78,57 @@ class RunOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
+def check_options(options: RunOptions) -> None:
+    """Every check that needs no model and no frame, so that a typo fails in a second, not after the models load."""
+    from .edit.directions import check_edit_names
+    from .video.decode import DECODERS, HWDEC
+    from .engines.base import ENGINE_KINDS
+
+    def at_least(name: str, value, low) -> None:
+        if value is not None and value < low:
+            raise UserError(f"--{name} must be at least {low} (got {value})")
+
+    for name, value, low in (("batch-size", options.batch_size, 1), ("queue-size", options.queue_size, 1),
+                             ("n-iters", options.n_iters, 1), ("landmark-workers", options.landmark_workers, 1),
+                             ("fine-layers", options.fine_layers, 1), ("fine-window", options.fine_window, 0),
+                             ("align-smoothing", options.align_smoothing, 0), ("smooth-sigma", options.smooth_sigma, 0),
+                             ("pti-steps", options.pti_steps, 0), ("pti-frames", options.pti_frames, 1),
+                             ("pti-batch", options.pti_batch, 1), ("pti-reg-every", options.pti_reg_every, 0),
+                             ("pti-checkpoint-every", options.pti_checkpoint_every, 0)):
+        at_least(name, value, low)
+    if not options.pti_lr > 0:
+        raise UserError(f"--pti-lr must be positive (got {options.pti_lr})")
+    choices = {"decoder": (options.decoder, DECODERS), "hwdec": (options.hwdec, HWDEC),
+               "engine": (options.engine, ENGINE_KINDS), "output-mode": (options.output_mode, OUTPUT_MODES),
+               "crop": (options.crop, ("smooth", "fixed"))}
+    for name, (value, accepted) in choices.items():
+        if value not in accepted:
+            raise UserError(f"--{name} must be one of {', '.join(accepted)} (got {value!r})")
+    if not (options.device in ("auto", "cpu", "cuda") or options.device.startswith("cuda:")
+            and options.device[5:].isdigit()):
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N (got {options.device!r})")
+    Expansion.parse(options.expand)
+    if (options.save_generator is not None or options.resume) and options.pti_steps == 0:
+        raise UserError("--save-generator and --resume go with --pti-steps N (N > 0)")
+    if options.passthrough:
+        return
+    generator_file = weights_file(options.generator) or weights_file(options.encoder)
+    check_edit_names(options.edits, demo=uses_demo_directions(options, generator_file), generator_path=generator_file)
+
+
+def uses_demo_directions(options: RunOptions, generator_file: Path | None) -> bool:
+    """The demo generator, or a generator PTI-tuned from it, carries the demo's built-in directions."""
+    from .pti.save import tuned_from
+
+    demo = options.encoder is None and options.generator in (None, "demo")
+    return demo or options.generator == "demo" or tuned_from(generator_file) == "demo"
+
+
+def uses_demo_model(options: RunOptions, generator_file: Path | None) -> bool:
+    """Any part of the models is the demo's (random weights): the output shows the pipeline, not a real edit."""
+    return options.encoder in (None, "demo") or uses_demo_directions(options, generator_file)
+
+
 def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artifacts | None) -> tuple[list[Stage], dict]:
     """The stages between decode and encode, and a description of the edits (for edits.json)."""
     if options.passthrough:
@@ -88,8 +141,6 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     from .models.bundle import Models
     from .render.stages import PasteStage, RenderStage
 
-    if options.output_mode not in OUTPUT_MODES:
-        raise UserError(f"--output-mode must be one of {', '.join(OUTPUT_MODES)}")
     expansion = Expansion.parse(options.expand)
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
                     engine=options.engine, compile=options.compile,
@@ -97,11 +148,8 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
     generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
     models.synthesis_engine()  # --engine onnx/tensorrt: the synthesis graph is exported/built here, not mid-run
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
-    from .pti.save import tuned_from
-
-    # a generator PTI-tuned from the demo keeps the demo's directions
-    demo = models.is_demo or options.generator == "demo" or tuned_from(generator_file) == "demo"
-    catalog = DirectionCatalog.for_generator(generator, demo=demo, generator_path=generator_file)
+    catalog = DirectionCatalog.for_generator(generator, demo=uses_demo_directions(options, generator_file),
+                                             generator_path=generator_file)
     edits = [catalog.resolve(text) for text in options.edits]
     model_batch = 1 if options.reference_mode else options.batch_size
     if not 0 < options.fine_layers <= generator.num_ws:
@@ -118,10 +166,12 @@ def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artif
                     with_reconstruction=options.output_mode == "side-by-side"),
         PasteStage(generator.img_resolution, expansion, mode=options.output_mode),
     ]
+    if options.demo_label and uses_demo_model(options, generator_file):
+        stages.append(DemoLabelStage())
     description = {
         "generator": options.generator or ("demo" if models.is_demo else "from the encoder checkpoint"),
         "encoder": options.encoder or "demo",
-        "demo": models.is_demo,
+        "demo": uses_demo_model(options, generator_file),
         "ramp": options.edit_ramp,
         "edits": [e.describe() for e in edits],
         "available": catalog.names,
@@ -134,8 +184,6 @@ def tune_generator(options: RunOptions, stages: list[Stage], reporter: Reporter)
     """With --pti-steps N > 0: a first pass over the clip and PTI (sg3stream/pti/clip.py); the render stage then
     renders with the tuned generator."""
     if options.pti_steps == 0 or options.passthrough:
-        if options.save_generator is not None or options.resume:
-            raise UserError("--save-generator and --resume go with --pti-steps N (N > 0)")
         return
     from .pti.clip import tune_render_stage
 
@@ -170,39 +218,42 @@ def estimated_frames(reader: FrameReader) -> int | None:
 
 
 def run_video(options: RunOptions, reporter: Reporter) -> dict:
-    if options.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    check_options(options)
     output = check_output_path(options.output, options.input)
     codec = resolve_codec(options.codec)
     check_codec(codec)
     batch_size = 1 if options.reference_mode else options.batch_size
     reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder, hwdec=options.hwdec)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
-    total = estimated_frames(reader)
-    stages, edits = build_stages(options, total, artifacts)
-    tune_generator(options, stages, reporter)
-    info = reader.info
-    writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                         codec=codec, crf=options.crf, preset=options.preset)
-    pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size, sequential=options.reference_mode)
-    started = time.perf_counter()
-
-    def tick(p: Pipeline) -> None:
-        elapsed = time.perf_counter() - started
-        reporter.progress(p.frames_done, p.frames_done / elapsed if elapsed > 0 else 0.0,
-                          [s.to_dict() for s in p.stats])
-
-    reporter.start(total, f"{Path(options.input).name}")
+    writer = None
     try:
-        stats = pipeline.run(on_tick=tick)
-        writer.commit()
+        total = estimated_frames(reader)
+        stages, edits = build_stages(options, total, artifacts)
+        tune_generator(options, stages, reporter)
+        info = reader.info
+        writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
+                             codec=codec, crf=options.crf, preset=options.preset)
+        pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size,
+                            sequential=options.reference_mode)
+        started = time.perf_counter()
+
+        def tick(p: Pipeline) -> None:
+            elapsed = time.perf_counter() - started
+            reporter.progress(p.frames_done, p.frames_done / elapsed if elapsed > 0 else 0.0,
+                              [s.to_dict() for s in p.stats])
+
+        reporter.start(total, f"{Path(options.input).name}")
+        try:
+            stats = pipeline.run(on_tick=tick)
+            writer.commit()
+        finally:
+            reporter.close()
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         if artifacts is not None:
             artifacts.abort()
         raise
-    finally:
-        reporter.close()
     seconds = time.perf_counter() - started
     summary = {
         "input": str(options.input),

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .errors import UserError
+
 log = logging.getLogger("sg3stream")
 LOG_FORMATS = ("rich", "json")
 
@@ -159,4 +161,4 @@ def make_reporter(log_format: str) -> Reporter:
         return JsonReporter()
     if log_format == "rich":
         return RichReporter()
-    raise ValueError(f"unknown log format '{log_format}': use one of {', '.join(LOG_FORMATS)}")
+    raise UserError(f"--log-format must be one of {', '.join(LOG_FORMATS)} (got {log_format!r})")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
+from ..report import make_reporter
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
@@ -84,7 +85,8 @@ def generate(
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Generate images from seeds (like StyleGAN3's gen_images.py)."""
-    with reported_errors(debug=debug):
+    reporter = make_reporter("rich")  # shows the loader's warnings (the demo model says it is one)
+    with reported_errors(reporter, debug), reporter.capturing_warnings():
         paths = generate_images(generator, parse_seeds(seeds), outdir, truncation_psi=trunc, rotate=rotate,
                                 translate=parse_translate(translate), batch_size=batch_size, device=device)
     typer.echo(f"wrote {len(paths)} images to {outdir}")

@@ -32,6 +32,8 @@ def run(
     landmark_workers: int = typer.Option(None, help="Landmark processes (default: half the cores, at most 4)."),
     smooth_sigma: float = typer.Option(0.0, help="Extra Gaussian smoothing (frames) of codes and transforms."),
     fine_layers: int = typer.Option(9, help="W+ index from which layers are replaced by their running clip mean."),
+    no_demo_label: bool = typer.Option(False, "--no-demo-label", help="Do not burn the 'demo model' caption into "
+                                       "outputs made with the demo model (the file's metadata still says so)."),
     passthrough: bool = typer.Option(False, "--passthrough", help="Only decode and encode (no face processing)."),
     reference_mode: bool = typer.Option(False, "--reference-mode", help="Process like the paper's code: one frame "
                                         "per model call, no two stages at work together (for speed comparisons)."),
@@ -76,6 +78,7 @@ def run(
                          n_iters=n_iters, crop=crop, align_smoothing=align_smoothing,
                          landmark_workers=landmark_workers, smooth_sigma=smooth_sigma, fine_layers=fine_layers,
                          edits=list(edit), edit_ramp=edit_ramp, expand=expand, output_mode=output_mode,
+                         demo_label=not no_demo_label,
                          passthrough=passthrough, reference_mode=reference_mode, pti_steps=pti_steps, pti_lr=pti_lr,
                          pti_frames=pti_frames, pti_batch=pti_batch, pti_seed=pti_seed, pti_reg_every=pti_reg_every,
                          pti_checkpoint_every=pti_checkpoint_every, pti_checkpoint_dir=pti_checkpoint_dir,

@@ -15,6 +15,7 @@ Where the named directions of a generator come from:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..errors import UserError
 
 DEFAULT_STRENGTH = 3.0
 DEMO_DIRECTIONS = ("smile", "age", "pose", "gender", "eyes")
+DIRECTION_SUFFIXES = (".npy", ".npz")
 DEMO_STYLE_DIRECTIONS = {"eyes"}  # the demo's StyleSpace example; the others are W directions
 
 
@@ -48,14 +50,57 @@ class Edit:
 
 
 def parse_edit(text: str) -> tuple[str, float]:
-    """'smile' -> ('smile', 3.0); 'age:-2' -> ('age', -2.0); 'dir/x.npy:1.5' -> ('dir/x.npy', 1.5)."""
+    """Split `--edit NAME[:STRENGTH]`; a strength that is not a number is an error, not part of the name.
+
+    'smile' -> ('smile', 3.0); 'age:-2' -> ('age', -2.0); 'dir/x.npy:1.5' -> ('dir/x.npy', 1.5);
+    's:L6_148_512:12' -> ('s:L6_148_512:12', 3.0); 's:L6_148_512:12:-1' -> ('s:L6_148_512:12', -1.0).
+    """
+    if not text:
+        raise UserError("--edit needs a name: NAME[:STRENGTH]")
+    if text.startswith("s:"):  # s:LAYER:CHANNEL[:STRENGTH]: the channel's colon is not a strength
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or not parts[1] or not parts[2].isdigit():
+            raise UserError(f"a StyleSpace channel edit reads s:LAYER:CHANNEL[:STRENGTH], got '{text}'")
+        if len(parts) == 3:
+            return text, DEFAULT_STRENGTH
+        return ":".join(parts[:3]), _strength(text, parts[3])
     name, sep, tail = text.rpartition(":")
-    if sep:
-        try:
-            return name, float(tail)
-        except ValueError:
-            pass
-    return text, DEFAULT_STRENGTH
+    if not sep or Path(text).suffix in DIRECTION_SUFFIXES:  # no strength, or a path with a colon in it
+        return text, DEFAULT_STRENGTH
+    if not name:
+        raise UserError(f"--edit '{text}' has no name before its strength")
+    return name, _strength(text, tail)
+
+
+def _strength(text: str, tail: str) -> float:
+    try:
+        value = float(tail)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise UserError(f"--edit '{text}': the strength '{tail}' is not a number (NAME[:STRENGTH], e.g. smile:2.5)")
+    return value
+
+
+def check_edit_names(texts: list[str], *, demo: bool, generator_path: Path | None) -> None:
+    """What can be checked of `--edit` values before any model loads: their syntax, that named directions exist
+    for this generator, and that direction files exist. Shapes and StyleSpace layers are checked once it loads."""
+    known = set(DEMO_DIRECTIONS if demo else ()) | set(named_direction_files(generator_path))
+    for text in texts:
+        name, _ = parse_edit(text)
+        if name in known or name.startswith("s:"):
+            continue
+        path = Path(name)
+        if path.suffix in DIRECTION_SUFFIXES:
+            if not path.is_file():
+                raise UserError(f"edit direction file not found: {path}")
+            continue
+        raise UserError(unknown_edit_message(name, sorted(known)))
+
+
+def unknown_edit_message(name: str, available: list[str]) -> str:
+    return (f"unknown edit '{name}'. Available: {', '.join(available) or 'none for this generator'}; or give a "
+            f"direction file (.npy in W, .npz in StyleSpace) or s:LAYER:CHANNEL")
 
 
 def demo_directions(num_ws: int, w_dim: int, style_sizes: dict[str, int]) -> dict[str, Direction]:
@@ -113,7 +158,7 @@ def named_direction_files(generator_path: Path | None) -> dict[str, Path]:
     for folder in reversed(folders):  # the folder beside the file wins
         if folder.is_dir():
             for f in sorted(folder.iterdir()):
-                if f.suffix in (".npy", ".npz"):
+                if f.suffix in DIRECTION_SUFFIXES:
                     found[f.stem.removesuffix("_boundary")] = f
     return found
 
@@ -150,18 +195,14 @@ class DirectionCatalog:
         if name.startswith("s:"):
             return Edit(self._channel(name), strength)
         path = Path(name)
-        if path.suffix in (".npy", ".npz"):
+        if path.suffix in DIRECTION_SUFFIXES:
             if not path.is_file():
                 raise UserError(f"edit direction file not found: {path}")
             return Edit(load_direction_file(path, self.num_ws, self.w_dim, self.style_sizes), strength)
-        available = ", ".join(self.names) or "none for this generator"
-        raise UserError(f"unknown edit '{name}'. Available: {available}; or give a direction file (.npy in W, "
-                        f".npz in StyleSpace) or s:LAYER:CHANNEL")
+        raise UserError(unknown_edit_message(name, self.names))
 
     def _channel(self, text: str) -> Direction:
-        parts = text.split(":")
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise UserError(f"a StyleSpace channel edit reads s:LAYER:CHANNEL[:STRENGTH], got '{text}'")
+        parts = text.split(":")  # parse_edit checked the form s:LAYER:CHANNEL
         layer, channel = parts[1], int(parts[2])
         if layer not in self.style_sizes:
             raise UserError(f"unknown StyleSpace layer '{layer}' (layers: {', '.join(self.style_sizes)})")

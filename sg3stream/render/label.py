@@ -1,0 +1,53 @@
+"""The demo label: a small caption burned into every frame of an output made with the demo model.
+
+The demo model has fixed-seed random weights, so its "edited face" is a blurred oval. Someone handed only the
+video should see at once that it shows the pipeline, not a result (`--no-demo-label` leaves the frames alone;
+the container's metadata says it either way).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..pipeline.batch import FrameBatch
+from ..pipeline.stage import Stage
+
+DEMO_LABEL = "sg3stream demo model (random weights): not a real edit"
+DEMO_METADATA = {"comment": "made by sg3stream with its demo model (fixed-seed random weights): the face shows "
+                            "the pipeline at work, not a real edit",
+                 "sg3stream_demo": "1"}
+
+
+def label_box(height: int, width: int, text: str = DEMO_LABEL) -> tuple[int, int, int, int, float, int]:
+    """Where the caption goes (x0, y0, x1, y1: bottom-left corner), its font scale and stroke width."""
+    scale = max(0.25, min(1.0, height / 1080 * 0.8))
+    thickness = max(1, round(scale * 2))
+    (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    scale *= min(1.0, (width - 8) / max(tw, 1))  # fit narrow frames
+    (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(2, th // 3)
+    return 0, height - th - baseline - 2 * pad, min(width, tw + 2 * pad), height, scale, thickness
+
+
+def draw_label(frame: np.ndarray, text: str = DEMO_LABEL) -> np.ndarray:
+    """`frame` with the caption in white on black in its bottom-left corner (a copy)."""
+    out = np.array(frame)
+    h, w = out.shape[:2]
+    x0, y0, x1, y1, scale, thickness = label_box(h, w, text)
+    out[y0:y1, x0:x1] = 0
+    pad = max(2, (y1 - y0) // 6)
+    cv2.putText(out, text, (x0 + pad, y1 - pad - (y1 - y0) // 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                thickness, cv2.LINE_AA)
+    return out
+
+
+class DemoLabelStage(Stage):
+    """Burns the demo caption into every output frame (after paste: whatever the output mode)."""
+
+    name = "label"
+
+    def __init__(self, text: str = DEMO_LABEL):
+        self.text = text
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        return batch.replace(frames=np.stack([draw_label(f, self.text) for f in batch.frames]))
