@@ -9,7 +9,7 @@ import pytest
 
 from sg3stream.errors import StageError, UserError
 from sg3stream.pipeline.batch import FrameBatch
-from sg3stream.pipeline.runner import Interrupted, Pipeline
+from sg3stream.pipeline.runner import Interrupted, Pipeline, threads_left_running
 from sg3stream.pipeline.stage import Stage
 
 
@@ -197,3 +197,148 @@ def test_sequential_mode_reports_the_failing_stage():
     with pytest.raises(StageError) as info:
         Pipeline(batches(30), [AddOne(), FailAt(20)], lambda b: None, sequential=True).run()
     assert info.value.stage == "failing" and info.value.frame_range == (20, 21)
+
+
+# --- stops and hangs: a stage busy in a native call, a worker process that stops responding ----------------------
+
+class BlockedStage(Stage):
+    """A thread stage that blocks in a native wait (like a long torch op) until the test releases it."""
+
+    name = "invert"
+
+    def __init__(self):
+        self.busy = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, batch):
+        self.busy.set()
+        self.release.wait()
+        return batch
+
+
+class FailWhenBusy(Stage):
+    """Passes batches on until the stage it watches is mid-batch, then raises."""
+
+    name = "landmarks"
+
+    def __init__(self, watched):
+        self.watched = watched
+
+    def __call__(self, batch):
+        if self.watched.busy.wait(0.2):
+            raise RuntimeError("boom")
+        return batch
+
+
+class ProcessStopsItself(Stage):
+    """A worker process that stops responding (SIGSTOP to itself) on the batch starting at `frame`."""
+
+    name = "landmarks"
+    executor = "process"
+    processes = 2
+
+    def __init__(self, frame):
+        self.frame = frame
+
+    def __call__(self, batch):
+        import os
+        import signal
+
+        if batch.index[0] == self.frame:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return batch
+
+
+def endless_slow_source():
+    for b in batches(100_000):
+        time.sleep(0.01)
+        yield b
+
+
+def stopped_children():
+    """Children of this process that are stopped (state T), read from /proc."""
+    stopped = []
+    for child in multiprocessing.active_children():
+        with open(f"/proc/{child.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                stopped.append(child)
+    return stopped
+
+
+@pytest.mark.parametrize("how", ["stop", "error"])
+def test_a_stage_busy_in_a_native_call_does_not_hold_up_the_end(how):
+    """The runner waits a bounded time for a stage stuck mid-batch, then returns and names the thread it left."""
+    blocked = BlockedStage()
+    stages = [FailWhenBusy(blocked), blocked] if how == "error" else [AddOne(), blocked]
+    pipeline = Pipeline(endless_slow_source(), stages, lambda b: None, queue_size=2)
+    if how == "stop":
+        threading.Thread(target=lambda: blocked.busy.wait(20) and pipeline.stop(), daemon=True).start()
+    try:
+        with pytest.raises(StageError if how == "error" else Interrupted) as info:
+            run_with_deadline(pipeline.run, 60)
+        if how == "error":
+            assert info.value.stage == "landmarks"
+        left = threads_left_running()
+        assert [t.name for t in left] == ["sg3-invert"]
+        assert [w.name for w in pipeline.workers if w.thread.is_alive()] == ["invert"]
+    finally:
+        blocked.release.set()
+    left[0].join(20)
+    assert threads_left_running() == []
+
+
+def test_a_stopped_worker_process_fails_the_run_naming_the_stage_and_frames():
+    pipeline = Pipeline(endless_slow_source(), [ProcessStopsItself(frame=10)], lambda b: None, queue_size=2,
+                        stall_timeout_s=3.0)  # longer than starting the pool
+    with pytest.raises(StageError) as info:
+        run_with_deadline(pipeline.run, 60)
+    error = info.value
+    assert error.stage == "landmarks" and error.frame_range == (10, 11)
+    assert "no progress" in str(error) and "frames 10-11" in str(error)
+    assert multiprocessing.active_children() == []
+    assert threads_left_running() == []
+
+
+def test_a_signal_ends_a_run_whose_worker_process_is_stopped():
+    """No watchdog (0 = off): a stop must still end the run and kill the stopped process."""
+    pipeline = Pipeline(endless_slow_source(), [ProcessStopsItself(frame=10)], lambda b: None, queue_size=2,
+                        stall_timeout_s=0)
+
+    def stop_once_stopped():
+        deadline = time.monotonic() + 30
+        while not stopped_children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pipeline.stop()
+
+    threading.Thread(target=stop_once_stopped, daemon=True).start()
+    with pytest.raises(Interrupted):
+        run_with_deadline(pipeline.run, 60)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_thread_stage_that_hangs_fails_the_run():
+    blocked = BlockedStage()
+    pipeline = Pipeline(batches(20), [AddOne(), blocked], lambda b: None, queue_size=2, stall_timeout_s=0.5)
+    try:
+        with pytest.raises(StageError) as info:
+            run_with_deadline(pipeline.run, 60)
+        assert info.value.stage == "invert" and info.value.frame_range == (0, 1)
+        assert "no progress" in str(info.value)
+    finally:
+        blocked.release.set()
+
+
+def test_waiting_on_a_queue_is_not_a_stall():
+    """Stages blocked by a slow sink (backpressure) or starved by a slow source make no progress, but are not stuck."""
+    def slow_source():
+        for b in batches(30):
+            time.sleep(0.05)
+            yield b
+
+    def slow_sink(batch):
+        time.sleep(0.05)
+
+    for source, sink in ((batches(48), slow_sink), (slow_source(), lambda b: None)):
+        stats = run_with_deadline(lambda: Pipeline(source, [AddOne(), AddOne()], sink, queue_size=1,
+                                                   stall_timeout_s=1.0).run(), 60)
+        assert stats[-1].frames > 0

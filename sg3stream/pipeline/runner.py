@@ -6,6 +6,14 @@ Every queue holds at most `queue_size` batches, so a slow stage blocks the ones 
 and memory stays constant whatever the clip's length. The first exception anywhere sets the stop flag;
 every worker polls it while it waits, so the whole pipeline ends within a poll interval and `run()`
 raises the error with the stage's name and frame range. Ctrl-C and SIGTERM go the same way.
+
+A worker busy in a native call (a torch op) cannot see the flag until the call returns: `run()` waits for it at
+most `STOP_WAIT_S`, then raises anyway and leaves the thread behind (daemon; `threads_left_running()` names it).
+The process must then end with `os._exit`: a normal exit runs libtorch's static destructors under the busy thread
+and aborts ("terminate called without an active exception", exit 134). The command line does that.
+
+A watchdog fails the run when a worker holds work and makes no progress for `stall_timeout_s` (a worker process
+stopped or wedged, a decoder or an op that never returns); waiting on a queue is not a stall.
 """
 from __future__ import annotations
 
@@ -24,7 +32,16 @@ from .batch import FrameBatch
 from .stage import Stage
 
 POLL_S = 0.05
+STOP_WAIT_S = 2.0  # after an error or a signal, how long a worker gets to finish the call it is in
+DEFAULT_STALL_TIMEOUT_S = 600.0  # long enough for a first call that compiles (torch.compile, TensorRT)
 _END = object()  # end of stream, passed down every queue
+_left_running: list[threading.Thread] = []  # workers still busy when run() gave up waiting for them
+
+
+def threads_left_running() -> list[threading.Thread]:
+    """Workers that a failed or stopped run left inside a call (see the module's docstring); empty normally."""
+    _left_running[:] = [t for t in _left_running if t.is_alive()]
+    return list(_left_running)
 
 
 class Interrupted(Exception):
@@ -70,6 +87,15 @@ class _Stopped(Exception):
     """Raised inside a worker when the stop flag is seen while waiting."""
 
 
+class Stalled(StageError):
+    """The watchdog's error: a worker held work and made no progress for the stall timeout."""
+
+    def __init__(self, stage: str, frame_range: tuple[int, int] | None, seconds: float):
+        super().__init__(stage, frame_range, TimeoutError(
+            f"no progress for {seconds:.0f} s (a hung worker or call; if the stage is only slow, raise "
+            f"--stall-timeout, 0 = off)"))
+
+
 @dataclass
 class _Worker:
     name: str
@@ -77,6 +103,7 @@ class _Worker:
     thread: threading.Thread | None = None
     pool: cf.ProcessPoolExecutor | None = None
     current: tuple[int, int] | None = None  # frame range being worked on, for error messages
+    busy_since: float | None = None  # since when it holds work without progress; None while it waits on a queue
 
 
 class Pipeline:
@@ -84,14 +111,17 @@ class Pipeline:
 
     def __init__(self, source: Iterable[FrameBatch], stages: list[Stage], sink: Callable[[FrameBatch], None],
                  *, queue_size: int = 4, source_name: str = "decode", sink_name: str = "encode",
-                 sequential: bool = False):
+                 sequential: bool = False, stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S):
         if queue_size < 1:
             raise UserError("--queue-size must be at least 1")
+        if stall_timeout_s is not None and stall_timeout_s < 0:
+            raise UserError("--stall-timeout must be 0 (off) or a number of seconds")
         self.source = source
         self.stages = stages
         self.sink = sink
         self.queue_size = queue_size
         self.sequential = sequential  # reference mode: one thread, one batch at a time, no two stages overlap
+        self.stall_timeout_s = stall_timeout_s or None  # 0 = no watchdog (there is none in sequential mode)
         self.queues = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
@@ -117,13 +147,14 @@ class Pipeline:
         for worker, target in zip(self.workers, targets):
             worker.thread = threading.Thread(target=self._guard, args=(worker, target), name=f"sg3-{worker.name}",
                                              daemon=True)
-        restore = _raise_on_sigterm()
+        restore = sigterm_as_interrupt()
         try:
             for w in self.workers:
                 w.thread.start()
             last_tick = 0.0
             while self.workers[-1].thread.is_alive() and not self.stop_flag.is_set():
                 self.workers[-1].thread.join(POLL_S)
+                self._check_stalls()
                 if on_tick and time.perf_counter() - last_tick >= tick_s:
                     last_tick = time.perf_counter()
                     on_tick(self)
@@ -143,7 +174,7 @@ class Pipeline:
 
         Process stages run in this process too. Statistics are kept the same way, so the two modes compare.
         """
-        restore = _raise_on_sigterm()
+        restore = sigterm_as_interrupt()
         workers = self.workers
         last_tick = 0.0
 
@@ -206,10 +237,20 @@ class Pipeline:
     def stop(self) -> None:
         self._fail(Interrupted("stopped"), None)
 
+    def _check_stalls(self) -> None:
+        if self.stall_timeout_s is None:
+            return
+        now = time.perf_counter()
+        for w in self.workers:
+            since = w.busy_since
+            if since is not None and now - since > self.stall_timeout_s:
+                self._fail(Stalled(w.name, w.current, now - since), None)
+                return
+
     # --- workers ------------------------------------------------------------------------------------
 
     def _guard(self, worker: _Worker, target: Callable[[_Worker], None]) -> None:
-        worker.stats.started = time.perf_counter()
+        worker.stats.started = worker.busy_since = time.perf_counter()
         try:
             target(worker)
         except _Stopped:
@@ -218,6 +259,7 @@ class Pipeline:
             self._fail(e, worker)
         finally:
             worker.stats.ended = time.perf_counter()
+            worker.busy_since = None
 
     def _fail(self, error: BaseException, worker: _Worker | None) -> None:
         with self.error_lock:
@@ -227,8 +269,9 @@ class Pipeline:
                 self.error = error
         self.stop_flag.set()
 
-    def _get(self, q: queue.Queue, stats: StageStats):
+    def _get(self, q: queue.Queue, worker: _Worker):
         t0 = time.perf_counter()
+        worker.busy_since = None  # waiting for work is not a stall
         try:
             while True:
                 try:
@@ -237,10 +280,12 @@ class Pipeline:
                     if self.stop_flag.is_set():
                         raise _Stopped
         finally:
-            stats.wait_in_s += time.perf_counter() - t0
+            worker.stats.wait_in_s += time.perf_counter() - t0
+            worker.busy_since = time.perf_counter()
 
-    def _put(self, q: queue.Queue, item, stats: StageStats) -> None:
+    def _put(self, q: queue.Queue, item, worker: _Worker) -> None:
         t0 = time.perf_counter()
+        worker.busy_since = None  # neither is waiting for room downstream (backpressure)
         try:
             while True:
                 try:
@@ -250,7 +295,8 @@ class Pipeline:
                     if self.stop_flag.is_set():
                         raise _Stopped
         finally:
-            stats.wait_out_s += time.perf_counter() - t0
+            worker.stats.wait_out_s += time.perf_counter() - t0
+            worker.busy_since = time.perf_counter()
 
     def _count(self, stats: StageStats, batch: FrameBatch, busy: float) -> None:
         stats.batches += 1
@@ -267,13 +313,13 @@ class Pipeline:
                 break
             worker.current = batch.frame_range
             self._count(stats, batch, time.perf_counter() - t0)
-            self._put(out, batch, stats)
-        self._put(out, _END, stats)
+            self._put(out, batch, worker)
+        self._put(out, _END, worker)
 
     def _run_sink(self, worker: _Worker) -> None:
         inp, stats = self.queues[-1], worker.stats
         while True:
-            batch = self._get(inp, stats)
+            batch = self._get(inp, worker)
             if batch is _END:
                 return
             worker.current = batch.frame_range
@@ -294,7 +340,7 @@ class Pipeline:
         stats.busy_s += time.perf_counter() - t0
         try:
             while True:
-                batch = self._get(inp, stats)
+                batch = self._get(inp, worker)
                 if batch is _END:
                     break
                 worker.current = batch.frame_range
@@ -304,15 +350,15 @@ class Pipeline:
                 stats.busy_s += busy
                 if result is not None:
                     self._count(stats, result, 0.0)
-                    self._put(out, result, stats)
+                    self._put(out, result, worker)
             worker.current = None
             t0 = time.perf_counter()
             held = stage.flush()
             stats.busy_s += time.perf_counter() - t0
             for result in held:
                 self._count(stats, result, 0.0)
-                self._put(out, result, stats)
-            self._put(out, _END, stats)
+                self._put(out, result, worker)
+            self._put(out, _END, worker)
         finally:
             stage.close()
 
@@ -340,10 +386,10 @@ class Pipeline:
                 result.frames = sent.frames  # the worker left them unchanged and did not send them back
             if result is not None:
                 self._count(stats, result, 0.0)
-                self._put(out, result, stats)
+                self._put(out, result, worker)
 
         while True:
-            batch = self._get(inp, stats)
+            batch = self._get(inp, worker)
             if batch is _END:
                 break
             in_flight.append((batch, pool.submit(_process_call, batch)))
@@ -351,15 +397,21 @@ class Pipeline:
                 collect_one()
         while in_flight:
             collect_one()
-        self._put(out, _END, stats)
+        self._put(out, _END, worker)
 
     def _join(self) -> None:
+        failed = self.error is not None
+        # After a failure, a worker inside a long native call is not waited for (see the module's docstring).
+        deadline = time.monotonic() + STOP_WAIT_S
+        for w in self.workers:
+            if w.thread is not None:
+                w.thread.join(max(deadline - time.monotonic(), 0.0) if failed else None)
+                if w.thread.is_alive():
+                    _left_running.append(w.thread)
+        # Pools last: a process stage's thread may have made its pool while the others stopped.
         for w in self.workers:
             if w.pool is not None:
-                _shutdown_pool(w.pool, terminate=self.error is not None)
-        for w in self.workers:
-            if w.thread is not None and w.thread.is_alive():
-                w.thread.join(timeout=10)
+                _left_running.extend(_shutdown_pool(w.pool, kill=failed))
 
 
 # --- process-pool plumbing (module level so that it pickles) ---------------------------------------------
@@ -382,16 +434,26 @@ def _process_call(batch: FrameBatch):
     return result, time.perf_counter() - t0
 
 
-def _shutdown_pool(pool: cf.ProcessPoolExecutor, terminate: bool) -> None:
-    if terminate:
-        # On an error or interrupt, don't wait for chunks in progress: end the processes so none outlives us.
-        for process in list((pool._processes or {}).values()):  # noqa: SLF001 - no public way to terminate
-            process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
+def _shutdown_pool(pool: cf.ProcessPoolExecutor, kill: bool) -> list[threading.Thread]:
+    """Shut a pool down. With `kill` (an error, interrupt or stall) don't wait for chunks in progress: end the
+    processes so that none outlives us, and wait a bounded time. Returns the pool's thread if it did not end."""
+    if not kill:
+        pool.shutdown(wait=True)
+        return []
+    manager = pool._executor_manager_thread  # noqa: SLF001 - no public way to kill or to wait with a timeout
+    # SIGKILL, not SIGTERM: a stopped (SIGSTOP) or wedged worker does not act on SIGTERM, and the pool would wait
+    # for it forever. The pool's own thread then sees the processes gone, fails what was pending and reaps them.
+    for process in list((pool._processes or {}).values()):  # noqa: SLF001
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    if manager is None:
+        return []
+    manager.join(STOP_WAIT_S)
+    return [manager] if manager.is_alive() else []
 
 
-def _raise_on_sigterm() -> Callable[[], None]:
-    """Make SIGTERM behave like Ctrl-C while the pipeline runs (main thread only); returns the undo."""
+def sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt in the main thread; elsewhere nothing); returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
