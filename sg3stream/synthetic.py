@@ -3,6 +3,8 @@
 `write_clip` writes any sequence of RGB frames with chosen timestamps, rotation metadata and a tone;
 `numbered_frame` makes frames whose content says their number (it survives lossy encoding);
 `face_frames` moves the bundled public-domain face photo by smooth similarity transforms.
+`colour_bars_clip`, `resized_clip` and `multi_stream_clip` make the inputs of the colour, frame-size and
+stream-copy tests.
 """
 from __future__ import annotations
 
@@ -58,10 +60,11 @@ def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence
 def write_clip(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25, pts: Sequence[int] | None = None,
                time_base: Fraction | None = None, rotation: int = 0, audio: str | None = "aac",
                audio_rate: int = 44100, codec: str = "libx264", pix_fmt: str = "yuv420p",
-               options: dict[str, str] | None = None) -> Path:
+               options: dict[str, str] | None = None, audio_seconds: float | None = None) -> Path:
     """Encode frames (RGB uint8) with optional explicit pts (variable frame rate) and a 440 Hz tone.
 
-    `audio` is an FFmpeg encoder name (aac, pcm_s16le, …) or None; the tone lasts as long as the video.
+    `audio` is an FFmpeg encoder name (aac, pcm_s16le, …) or None; the tone lasts as long as the video, or
+    `audio_seconds`.
     """
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
@@ -91,7 +94,7 @@ def write_clip(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 2
         for packet in video.encode(None):
             out.mux(packet)
         if tone is not None:
-            _write_tone(out, tone, last_t, audio_rate)
+            _write_tone(out, tone, audio_seconds or last_t, audio_rate)
     return path
 
 
@@ -109,6 +112,140 @@ def _write_tone(out, stream, seconds: float, rate: int) -> None:
             out.mux(packet)
     for packet in stream.encode(None):
         out.mux(packet)
+
+
+# 75% colour bars (white, yellow, cyan, green, magenta, red, blue) and a full red, in RGB.
+BARS_RGB = np.array([[191, 191, 191], [191, 191, 0], [0, 191, 191], [0, 191, 0], [191, 0, 191], [191, 0, 0],
+                     [0, 0, 191], [255, 0, 0]])
+# Luma weights (Kr, Kb) of the YUV matrices, by FFmpeg's names.
+MATRIX_WEIGHTS = {"bt709": (0.2126, 0.0722), "smpte170m": (0.299, 0.114), "bt470bg": (0.299, 0.114)}
+
+
+def bars_yuv(matrix: str = "bt709", full_range: bool = False) -> np.ndarray:
+    """The Y, Cb, Cr code values (8 bits) of BARS_RGB under a matrix and range, rounded: shape (8, 3)."""
+    kr, kb = MATRIX_WEIGHTS[matrix]
+    rgb = BARS_RGB / 255.0
+    y = kr * rgb[:, 0] + (1 - kr - kb) * rgb[:, 1] + kb * rgb[:, 2]
+    cb, cr = (rgb[:, 2] - y) / (2 * (1 - kb)), (rgb[:, 0] - y) / (2 * (1 - kr))
+    if full_range:
+        yuv = np.stack([255 * y, 128 + 255 * cb, 128 + 255 * cr], 1)
+    else:
+        yuv = np.stack([16 + 219 * y, 128 + 224 * cb, 128 + 224 * cr], 1)
+    return np.clip(np.round(yuv), 0, 255).astype(np.uint8)
+
+
+def bar_centres(width: int) -> list[int]:
+    """The x of each bar's centre in a frame `width` wide (8 bars of width // 8, at even x)."""
+    step = width // 8
+    return [(i * step + step // 2) // 2 * 2 for i in range(8)]
+
+
+def colour_bars_clip(path: str | Path, width: int = 320, height: int = 180, frames: int = 3, *,
+                     matrix: str = "bt709", full_range: bool = False, tagged: bool = True) -> Path:
+    """Colour bars written directly as YUV 4:2:0 code values (no RGB conversion on the way in), losslessly.
+
+    `matrix` gives the values and, when `tagged`, the tags (primaries, transfer and matrix all that standard's;
+    range tv, or pc with `full_range`); untagged files say nothing about their colour, as many cameras' do.
+    """
+    path = Path(path)
+    yuv = bars_yuv(matrix, full_range)
+    step = width // 8
+    columns = np.minimum(np.arange(width) // step, 7)
+    y_plane = np.repeat(yuv[columns, 0][None], height, 0)
+    cb_plane = np.repeat(yuv[columns[::2], 1][None], height // 2, 0)
+    cr_plane = np.repeat(yuv[columns[::2], 2][None], height // 2, 0)
+    image = np.concatenate([y_plane.ravel(), cb_plane.ravel(), cr_plane.ravel()]).reshape(height * 3 // 2, width)
+    tags = {}
+    if tagged:
+        code = {"bt709": 1, "smpte170m": 6, "bt470bg": 5}[matrix]
+        tags = {"colorspace": code, "color_primaries": code, "color_trc": 6 if code == 5 else code,
+                "color_range": 2 if full_range else 1}
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"qp": "0"}  # lossless: the file holds the exact values
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+            for name, value in tags.items():
+                setattr(frame, name, value)
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def resized_clip(path: str | Path, parts: Sequence[tuple[int, int, int]], fps: int = 25) -> Path:
+    """A clip whose frame size changes mid-stream: `parts` are (width, height, frames), numbered frames throughout.
+
+    Written as H.264 in MPEG-TS: each part is a fresh encoder whose in-band headers announce its size, as in a
+    broadcast recording that switches resolution.
+    """
+    path = Path(path)
+    time_base = Fraction(1, fps)
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = None
+        number = 0
+        for width, height, count in parts:
+            if stream is None:
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                encoder = stream.codec_context
+            else:
+                encoder = av.CodecContext.create("libx264", "w")
+                encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+                encoder.time_base, encoder.framerate = time_base, fps
+            for _ in range(count):
+                frame = av.VideoFrame.from_ndarray(numbered_frame(number, width, height), format="rgb24")
+                frame.pts, frame.time_base = number, time_base
+                number += 1
+                for packet in encoder.encode(frame):
+                    packet.stream = stream
+                    out.mux(packet)
+            for packet in encoder.encode(None):
+                packet.stream = stream
+                out.mux(packet)
+    return path
+
+
+def multi_stream_clip(path: str | Path, frames: int = 25, *, languages: Sequence[str] = ("eng", "fra"),
+                      subtitles: Sequence[tuple[float, float, str]] = ((0.1, 0.4, "Hello"), (0.5, 0.8, "Bonjour")),
+                      subtitle_language: str = "fra") -> Path:
+    """A Matroska clip with one audio track per language (titled "<language> audio") and a SubRip subtitle.
+
+    Subtitle packets are muxed as they are (a stream without an encoder): `subtitles` are (start, end, text).
+    """
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        tones = []
+        for language in languages:
+            tone = out.add_stream("aac", rate=44100)
+            tone.metadata["language"], tone.metadata["title"] = language, f"{language} audio"
+            tones.append(tone)
+        text = out.add_mux_stream("subrip")
+        text.time_base = Fraction(1, 1000)
+        text.metadata["language"], text.metadata["title"] = subtitle_language, f"{subtitle_language} subtitles"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(i, 64, 48), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        for start, end, words in subtitles:
+            packet = av.Packet(words.encode())
+            packet.stream, packet.time_base = text, Fraction(1, 1000)
+            packet.pts = packet.dts = int(start * 1000)
+            packet.duration = int((end - start) * 1000)
+            out.mux(packet)
+        for tone in tones:
+            _write_tone(out, tone, frames / 25, 44100)
+    return path
 
 
 def make_sample_clip(path: str | Path) -> Path:
