@@ -34,6 +34,7 @@ class RunOptions:
     hwdec: str = "auto"  # GPU decoding: auto (when it works), cuda (required) or none
     batch_size: int = 8
     queue_size: int = 4
+    stall_timeout: float = 600.0  # seconds a stage may hold work without progress before the run fails; 0 = off
     codec: str = "libx264"
     crf: int = 18
     preset: str = "fast"
@@ -225,7 +226,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     batch_size = 1 if options.reference_mode else options.batch_size
     reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder, hwdec=options.hwdec)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
-    writer = None
+    writer = pipeline = None
     try:
         total = estimated_frames(reader)
         stages, edits = build_stages(options, total, artifacts)
@@ -234,7 +235,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                              codec=codec, crf=options.crf, preset=options.preset)
         pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size,
-                            sequential=options.reference_mode)
+                            sequential=options.reference_mode, stall_timeout_s=options.stall_timeout)
         started = time.perf_counter()
 
         def tick(p: Pipeline) -> None:
@@ -249,7 +250,9 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         finally:
             reporter.close()
     except BaseException:
-        if writer is not None:
+        if writer is not None and pipeline is not None and pipeline.sink_running:
+            writer.tmp.unlink(missing_ok=True)  # the run gave up on a write in progress: closing under it could crash
+        elif writer is not None:
             writer.abort()
         if artifacts is not None:
             artifacts.abort()

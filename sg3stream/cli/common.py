@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
 from typing import Iterator
@@ -9,7 +10,7 @@ from typing import Iterator
 import typer
 
 from ..errors import StageError, UserError
-from ..pipeline.runner import Interrupted
+from ..pipeline.runner import Interrupted, sigterm_as_interrupt, threads_left_running
 from ..report import Reporter
 
 # Exit codes, for headless jobs: 1 bad input or a failed stage, 130 interrupted (as shells report Ctrl-C).
@@ -18,19 +19,49 @@ EXIT_INTERRUPTED = 130
 
 DEBUG_HELP = "Show the full traceback of an error."
 
+# typer's exits and usage errors (exit 2) are already what they should be. The base of its usage errors is not
+# exported (typer vendors click), so it is found through one that is.
+_TYPER_EXITS = (typer.Exit, typer.Abort,
+                next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
+
 
 @contextlib.contextmanager
 def reported_errors(reporter: Reporter | None = None, debug: bool = False) -> Iterator[None]:
-    """Report UserError, StageError and interruptions as one line (a traceback only with --debug)."""
+    """Report any error as one line and exit 1, an interruption (Ctrl-C or SIGTERM) as one line and exit 130.
+
+    A traceback only with --debug. SIGTERM acts as Ctrl-C for the whole block, so that whatever runs (the pipeline,
+    the final write) cleans up on the way out.
+    """
     reporter = reporter or Reporter()
+    restore = sigterm_as_interrupt()
     try:
         yield
-    except (UserError, StageError, Interrupted, KeyboardInterrupt) as e:
+    except _TYPER_EXITS:
+        raise
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure ends as one line
         reporter.close()
         if debug:
             traceback.print_exc(file=sys.stderr)
         if isinstance(e, (Interrupted, KeyboardInterrupt)):
-            reporter.error("interrupted; nothing was written to the output path")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        reporter.error(str(e))
-        raise typer.Exit(EXIT_ERROR) from None
+            code, message = EXIT_INTERRUPTED, "interrupted; nothing was written to the output path"
+        elif isinstance(e, (UserError, StageError)):
+            code, message = EXIT_ERROR, str(e)
+        else:  # not one of ours (a full disk, out of memory, a bug): still one line
+            text = " ".join(str(e).split())
+            code, message = EXIT_ERROR, f"{type(e).__name__}: {text}" if text else type(e).__name__
+            if not debug:
+                message += " (--debug shows the traceback)"
+        reporter.error(message)
+        _exit_now_if_threads_left(code)
+        raise typer.Exit(code) from None
+    finally:
+        restore()
+
+
+def _exit_now_if_threads_left(code: int) -> None:
+    """A pipeline worker still inside a native call (torch) when the run gave up on it: a normal exit would run
+    libtorch's static destructors under it and abort (exit 134). The output is already removed: end right here."""
+    if threads_left_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -42,6 +42,8 @@ def run(
                               "(required) or none."),
     batch_size: int = typer.Option(8, help="Frames per batch flowing between stages."),
     queue_size: int = typer.Option(4, help="Batches each queue between two stages may hold."),
+    stall_timeout: float = typer.Option(600.0, min=0, help="Fail the run when a stage holds work without progress for "
+                                        "this many seconds (a hung worker); 0 = off."),
     codec: str = typer.Option("libx264", help="Output video codec (FFmpeg encoder name), or auto: h264_nvenc on an "
                               "NVIDIA GPU, libx264 elsewhere."),
     crf: int = typer.Option(18, help="Quality for libx264/libx265 (lower is better)."),
@@ -68,12 +70,13 @@ def run(
     """Invert and edit the face in a video; write the video back with its timing and audio."""
     # Imported here, not at the top: the landmark workers (spawned) import this command line as their main
     # module, and should not load torch and the models for nothing (~300 MB and a second each).
-    from ..job import RunOptions, run_video
+    with reported_errors(debug=debug):  # SIGTERM while torch loads is an interruption too
+        from ..job import RunOptions, run_video
 
-    with reported_errors(debug=debug):
         reporter = make_reporter(log_format)
     options = RunOptions(input=input, output=output, decoder=decoder, hwdec=hwdec, batch_size=batch_size,
                          queue_size=queue_size, codec=codec, crf=crf, preset=preset, artifacts=artifacts,
+                         stall_timeout=stall_timeout,
                          encoder=encoder, generator=generator, device=device, engine=engine, compile=compile,
                          n_iters=n_iters, crop=crop, align_smoothing=align_smoothing,
                          landmark_workers=landmark_workers, smooth_sigma=smooth_sigma, fine_layers=fine_layers,

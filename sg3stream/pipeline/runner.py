@@ -136,6 +136,12 @@ class Pipeline:
         return [w.stats for w in self.workers]
 
     @property
+    def sink_running(self) -> bool:
+        """Whether the sink's thread still runs: a failed run gave up waiting for it, maybe inside the sink."""
+        thread = self.workers[-1].thread
+        return thread is not None and thread.is_alive()
+
+    @property
     def frames_done(self) -> int:
         return self.workers[-1].stats.frames
 
