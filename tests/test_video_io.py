@@ -1,4 +1,7 @@
 """Decoding and encoding keep every frame, its timestamp, the rotation and the audio."""
+import errno
+import io
+import logging
 from fractions import Fraction
 
 import av
@@ -7,9 +10,9 @@ import pytest
 
 from sg3stream.errors import UserError
 from sg3stream.pipeline.batch import FrameBatch
-from sg3stream.synthetic import frame_number, numbered_frame, write_clip
+from sg3stream.synthetic import frame_number, numbered_frame, resized_clip, write_clip
 from sg3stream.video.decode import FrameReader
-from sg3stream.video.encode import VideoWriter, check_output_path
+from sg3stream.video.encode import VideoWriter, check_codec, check_output_path
 from sg3stream.video.probe import probe
 
 
@@ -168,6 +171,121 @@ def test_output_path_checks(tmp_path):
         check_output_path(tmp_path / "file" / "out.mp4", src)
 
 
+@pytest.mark.parametrize("name,codec,crf,preset,message", [
+    ("out.gif", "libx264", 18, "fast", "gif container .* cannot hold libx264"),
+    ("out.webm", "libx264", 18, "fast", "webm container .* cannot hold libx264"),
+    ("out.xyz", "libx264", 18, "fast", "no container format for .xyz"),
+    ("out.png", "libx264", 18, "fast", "image"),
+    ("out.mp4", "libx264", -5, "fast", "--crf .* 0 to 51"),
+    ("out.mp4", "libx264", 52, "fast", "--crf .* 0 to 51"),
+    ("out.mp4", "libx264", 18, "warpspeed", "cannot encode"),
+    ("out.mp4", "nosuchcodec", 18, "fast", "unknown or unavailable video encoder"),
+    ("out.mp4", "aac", 18, "fast", "audio encoder"),
+])
+def test_output_settings_are_refused_before_any_work(tmp_path, name, codec, crf, preset, message):
+    with pytest.raises(UserError, match=message):
+        check_codec(codec, tmp_path / name, crf=crf, preset=preset, size=(64, 48))
+    assert list(tmp_path.iterdir()) == []  # the trial writes nothing beside the output
+
+
+@pytest.mark.parametrize("name,codec,size", [("out.mp4", "libx264", (65, 47)), ("out.webm", "libvpx-vp9", (64, 48)),
+                                             ("out.mkv", "ffv1", (64, 48)), ("out.avi", "mpeg4", (64, 48)),
+                                             ("out.mov", "libx264", (64, 48))])
+def test_output_settings_that_work_pass_the_check(tmp_path, name, codec, size):
+    check_codec(codec, tmp_path / name, crf=18, preset="fast", size=size)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_output_is_checked_before_the_models_load(tmp_path, monkeypatch):
+    """`run` with an output it cannot write fails in the up-front check, not at the first encode."""
+    from sg3stream import job
+    from sg3stream.report import Reporter
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("the models were loaded before the output was checked")
+
+    monkeypatch.setattr(job, "build_stages", no_models)
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 64, 48) for i in range(3)), audio=None)
+    with pytest.raises(UserError, match="gif container"):
+        job.run_video(job.RunOptions(input=clip, output=tmp_path / "out.gif"), Reporter())
+
+
+class FullDisk(io.FileIO):
+    """A file whose writes fail with ENOSPC once `full` is set: a disk that fills while the index is written."""
+    full = False
+
+    def write(self, data):
+        if FullDisk.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_a_full_disk_at_the_end_is_a_user_error_and_leaves_nothing(tmp_path, monkeypatch):
+    real_open = av.open
+
+    def open_on_a_full_disk(file, mode="r", **kwargs):
+        if mode == "w" and isinstance(file, str):  # the writer's output file; trials in memory are left alone
+            return real_open(FullDisk(file, "w+b"), mode, **kwargs)
+        return real_open(file, mode, **kwargs)
+
+    monkeypatch.setattr(av, "open", open_on_a_full_disk)
+    monkeypatch.setattr(FullDisk, "full", False)
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 64, 48) for i in range(10)))
+    out = tmp_path / "out.mp4"
+    reader = FrameReader(clip, batch_size=4)
+    writer = VideoWriter(out, time_base=reader.info.time_base, rate=reader.info.fps, audio_from=clip)
+    for batch in reader:
+        writer.write(batch)
+    FullDisk.full = True  # MP4 writes its index (moov) at the end
+    with pytest.raises(UserError, match=f"could not write {out}: No space left on device"):
+        writer.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "decord"])
+@pytest.mark.parametrize("batch_size", [4, 3])  # the new size starts a batch, or comes in the middle of one
+def test_a_frame_size_change_is_an_error_naming_the_frame(tmp_path, decoder, batch_size):
+    clip = resized_clip(tmp_path / "in.ts", [(64, 48, 8), (32, 24, 4)])
+    reader = FrameReader(clip, batch_size=batch_size, decoder=decoder)
+    read = []
+    with pytest.raises(UserError, match="frame 8 is 32x24, frame 0 was 64x48: sg3stream needs one frame size"):
+        for batch in reader:
+            read.extend(batch.index.tolist())
+    assert read == list(range(len(read))) and len(read) <= 8  # every frame before it, none after
+
+
+def test_the_writer_refuses_frames_of_another_size(tmp_path):
+    writer = VideoWriter(tmp_path / "out.mp4", time_base=Fraction(1, 25), rate=25)
+    first = FrameBatch(np.stack([numbered_frame(i, 64, 48) for i in range(2)]), np.arange(2), np.arange(2),
+                       Fraction(1, 25))
+    smaller = FrameBatch(np.stack([numbered_frame(i, 32, 24) for i in range(2)]), np.arange(2, 4), np.arange(2, 4),
+                         Fraction(1, 25))
+    writer.write(first)
+    with pytest.raises(UserError, match="frames 2-3 are 32x24, the output is 64x48"):
+        writer.write(smaller)
+    writer.abort()
+
+
+def test_audio_that_outlasts_the_video_is_not_a_truncated_file(tmp_path, caplog):
+    clip = write_clip(tmp_path / "in.mkv", (numbered_frame(i, 64, 48) for i in range(25)), audio_seconds=3.0)
+    with caplog.at_level(logging.WARNING, logger="sg3stream"):
+        reader, frames, _ = read_all(clip)
+    assert len(frames) == 25 and reader.complete and "truncated" not in caplog.text
+    assert reader.info.duration == pytest.approx(1.0, abs=0.05)  # the video's own duration, not the audio's
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.mkv"])
+def test_container_metadata_is_written(tmp_path, name):
+    out = tmp_path / name
+    tags = {"comment": "made by a test", "sg3stream_demo": "a key MP4 does not know"}
+    writer = VideoWriter(out, time_base=Fraction(1, 25), rate=25, metadata=tags)
+    writer.write(FrameBatch(np.stack([numbered_frame(0, 64, 48)]), np.arange(1), np.arange(1), Fraction(1, 25)))
+    writer.commit()
+    with av.open(str(out)) as c:
+        written = {k.lower(): v for k, v in c.metadata.items()}  # Matroska reads its tags back in capitals
+    assert written["comment"] == tags["comment"] and written["sg3stream_demo"] == tags["sg3stream_demo"]
+
+
 def test_auto_codec_is_libx264_without_an_nvidia_gpu(monkeypatch):
     import torch
 
@@ -176,6 +294,25 @@ def test_auto_codec_is_libx264_without_an_nvidia_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_codec("auto") == "libx264"
     assert resolve_codec("libx265") == "libx265"
+
+
+def test_auto_codec_falls_back_to_libx264_when_the_nvenc_trial_fails(monkeypatch, caplog):
+    # Pretend torch sees a GPU: the trial encode with h264_nvenc then really runs, and fails here (no NVIDIA
+    # driver), so "auto" must pick libx264 and say why.
+    import torch
+
+    import sg3stream.video.encode as encode
+
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU: NVENC may work here")
+    tried = []
+    real_trial = encode._encoder_opens
+    monkeypatch.setattr(encode, "_encoder_opens", lambda codec: tried.append(codec) or real_trial(codec))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level(logging.INFO, logger="sg3stream"):
+        assert encode.resolve_codec("auto") == "libx264"
+    assert tried == ["h264_nvenc"]
+    assert "h264_nvenc cannot encode here" in caplog.text and "libx264" in caplog.text
 
 
 @pytest.mark.parametrize("decoder", ["pyav", "decord"])
@@ -218,7 +355,7 @@ def test_gpu_decoding_gives_the_cpu_decoders_frames(tmp_path):
     _, expected, expected_pts = read_all(clip, "pyav")
     reader = FrameReader(clip, batch_size=4, hwdec="auto")
     batches = list(reader)
-    print("NVDEC used:", reader.hw_decoding)
+    assert reader.hw_decoding is True  # a silent fallback to the CPU decoder must not pass
     frames = np.concatenate([b.frames for b in batches])
     assert np.array_equal(np.concatenate([b.pts for b in batches]), expected_pts)
     assert np.abs(frames.astype(int) - expected.astype(int)).mean() < 1

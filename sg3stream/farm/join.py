@@ -53,7 +53,7 @@ def join_segments(options: RunOptions, work_dir: str, segment_files: list[tuple[
     info = probe(options.input)
     folder = Path(work_dir)
     writer = VideoWriter(options.output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                         codec=options.codec, crf=options.crf, preset=options.preset)
+                         codec=options.codec, crf=options.crf, preset=options.preset, colour=info.colour)
     expected_first = 0
     try:
         for video, pts_file in segment_files:

@@ -7,6 +7,9 @@ Hardware decoding (`hwdec`): "auto" decodes on the GPU (NVDEC, through FFmpeg's 
 GPU context) when torch sees a CUDA device and a trial decode of the first frame works there, and on the CPU
 otherwise; "cuda" requires it (a clear error when unavailable); "none" never tries. Frames come back to host
 memory either way: the landmark stage needs them there.
+
+Colour: YUV becomes RGB with the input's matrix and range (`VideoInfo.colour`, see colour.py). A clip whose frame
+size changes mid-stream is refused at the first frame of the new size, whatever the decoder and batch size.
 """
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from ..errors import UserError
 from ..pipeline.batch import FrameBatch
+from . import colour as colours
 from .probe import VideoInfo, open_input, probe, video_stream
 
 log = logging.getLogger("sg3stream")
@@ -80,10 +85,28 @@ class FrameReader:
             # decord ignores the display matrix and mis-sizes rotated frames: PyAV gets them right.
             log.warning("%s has rotation metadata, which decord cannot handle: decoding with PyAV", self.path)
             decoder = "pyav"
+        if decoder == "decord" and decord_colour(self.info) != self.info.colour:
+            # decord converts untagged video with BT.601 and offers no choice; converting its RGB afterwards
+            # cannot bring back the colours it clipped.
+            log.warning("%s is %s without saying so, which decord would read as BT.601: decoding with PyAV",
+                        self.path, self.info.colour["matrix"])
+            decoder = "pyav"
+        if decoder == "decord" and size_changes(self.path):
+            # decord scales every frame to the first one's size: PyAV sees the change and refuses the clip.
+            log.warning("%s changes frame size mid-stream, which decord hides: decoding with PyAV", self.path)
+            decoder = "pyav"
         frames = self._iter_pyav() if decoder == "pyav" else self._iter_decord()
         wanted = None if self.stop is None else self.stop - self.start
         chunk: list[tuple[np.ndarray, int]] = []
+        first_shape = None
         for image, pts in frames:
+            # Checked frame by frame, so the error names the same frame wherever the batches start.
+            first_shape = first_shape or image.shape
+            if image.shape != first_shape:
+                number = self.start + self.frames_read + len(chunk)
+                raise UserError(f"frame {number} is {image.shape[1]}x{image.shape[0]}, frame {self.start} was "
+                                f"{first_shape[1]}x{first_shape[0]}: sg3stream needs one frame size per clip "
+                                "(cut the clip where the size changes, or scale it to one size first)")
             chunk.append((image, pts))
             if len(chunk) == self.batch_size or self.frames_read + len(chunk) == wanted:
                 yield self._batch(chunk)
@@ -158,6 +181,10 @@ class FrameReader:
         With `seek_pts`, _SeekFailed is raised before anything is yielded if the frames cannot be matched by pts.
         """
         tick = default_tick(self.info)
+        matrix, range_ = colours.scaler_args(self.info.colour)  # not the frame's tags: those may be missing
+        # FFmpeg's fast YUV->RGB path darkens by about 0.7 code values on average (a pass-through would shift every
+        # frame); accurate rounding with full chroma interpolation does not, at some 15 ms a 1080p frame on one core.
+        accurate = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
         with open_input(self.path, hwaccel=self._pyav_hwaccel()) as container:
             stream = video_stream(container, self.path)
             stream.thread_type = "AUTO"
@@ -180,7 +207,9 @@ class FrameReader:
                     if decoded <= skip:
                         continue
                     kept += 1
-                    yield upright(frame.to_ndarray(format="rgb24"), self.info.rotation), pts
+                    rgb = frame.reformat(format="rgb24", src_colorspace=matrix, src_color_range=range_,
+                                         interpolation=accurate)
+                    yield upright(rgb.to_ndarray(), self.info.rotation), pts
             except av.error.FFmpegError as e:
                 self._stopped_early(kept, e)
 
@@ -270,6 +299,36 @@ class FrameReader:
 
 class _SeekFailed(Exception):
     """Seeking could not be matched to frame positions by pts: decode from the beginning instead."""
+
+
+def decord_colour(info: VideoInfo) -> dict[str, str]:
+    """The matrix and range decord converts with: the tags, else BT.601 (whatever the size) and the format's range.
+
+    Matrices with the same weights count as the same (BT.470BG and SMPTE 170M are both BT.601).
+    """
+    tags, colour = info.colour_tags, info.colour
+    matrix = tags["matrix"] if tags["matrix"] in colours.SCALER_MATRICES else "smpte170m"
+    if colours.WEIGHTS[matrix] == colours.WEIGHTS[colour["matrix"]]:
+        matrix = colour["matrix"]
+    range_ = tags["range"] if tags["range"] != "unknown" else colour["range"]
+    return {**colour, "matrix": matrix, "range": range_}
+
+
+def size_changes(path) -> bool:
+    """Whether the video's frame size changes mid-stream, from its keyframes (where a new size can start)."""
+    with open_input(path) as container:
+        stream = video_stream(container, path)
+        stream.codec_context.skip_frame = "NONKEY"
+        stream.thread_type = "AUTO"
+        sizes = set()
+        try:
+            for frame in container.decode(stream):
+                sizes.add((frame.width, frame.height))
+                if len(sizes) > 1:
+                    return True
+        except av.error.FFmpegError:  # damage: the real decode reports it
+            pass
+    return False
 
 
 def default_tick(info: VideoInfo) -> int:

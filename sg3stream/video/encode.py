@@ -1,9 +1,13 @@
-"""Encoding: FrameBatches become a video file with the input's timestamps and its audio.
+"""Encoding: FrameBatches become a video file with the input's timestamps, colour, audio, subtitles and data.
 
 The file is written to a hidden temporary path beside the target and renamed onto it only when
-everything succeeded (`commit`); `abort` removes it. Audio packets are copied from the input as the video
-advances (interleaved, so the muxer never buffers a whole stream), re-encoded to AAC only where the output
-container cannot hold the input's audio codec.
+everything succeeded (`commit`); `abort` removes it, and so does a commit that fails (a full disk, say).
+RGB frames become YUV with the matrix and range the output is tagged with: the input's (`colour`), or what
+players assume for the frame size (colour.py). The input's audio, subtitle and data streams are copied packet by
+packet as the video advances (interleaved, so the muxer never buffers a whole stream), with their language and
+title; audio is re-encoded (AAC, or the container's own audio codec) only where the output container cannot hold
+the input's codec, and a subtitle or data stream it cannot hold is dropped with a warning.
+`check_codec` tries the writer's whole setup on two small frames in memory before any work starts.
 """
 from __future__ import annotations
 
@@ -18,13 +22,20 @@ import numpy as np
 
 from ..errors import UserError
 from ..pipeline.batch import FrameBatch
+from . import colour as colours
 
 log = logging.getLogger("sg3stream")
 
-# Codecs that take a constant-rate-factor quality setting.
-CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9"}
-# NVIDIA's hardware encoders (in PyAV's FFmpeg build): constant quality is "cq", presets p1 (fast) .. p7 (best).
+# Codecs that take a constant-rate-factor quality setting, and its range.
+CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (0, 63), "libaom-av1": (0, 63),
+              "libvpx-vp9": (0, 63)}
+CRF_CODECS = set(CRF_RANGES)
+# NVIDIA's hardware encoders (in PyAV's FFmpeg build): constant quality is "cq" (0-51), presets p1 (fast) .. p7.
 NVENC_CODECS = {"h264_nvenc", "hevc_nvenc", "av1_nvenc"}
+# Muxers that write pictures, not a video.
+IMAGE_FORMATS = {"image2", "image2pipe", "apng", "webp"}
+# The MP4/QuickTime muxers: they keep only the metadata keys they know unless told to write all of them.
+MOV_FORMATS = {"mov", "mp4", "ipod", "ismv", "3gp", "3g2", "psp", "f4v"}
 # FFmpeg's default channel order for a channel count, for audio that comes without one.
 DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
@@ -57,8 +68,10 @@ def resolve_codec(codec: str) -> str:
         return codec
     import torch
 
-    if torch.cuda.is_available() and _encoder_opens("h264_nvenc"):
-        return "h264_nvenc"
+    if torch.cuda.is_available():
+        if _encoder_opens("h264_nvenc"):
+            return "h264_nvenc"
+        log.info("h264_nvenc cannot encode here (its trial encode failed): using libx264")
     return "libx264"
 
 
@@ -72,18 +85,78 @@ def _encoder_opens(codec: str) -> bool:
             for packet in stream.encode(frame):
                 out.mux(packet)
         return True
-    except (av.error.FFmpegError, ValueError, OSError):
+    except (av.error.FFmpegError, ValueError, OSError) as e:
+        log.debug("trial encode with %s failed: %s", codec, e)
         return False
 
 
-def check_codec(codec: str) -> None:
-    """Refuse an encoder this FFmpeg build lacks before any work starts."""
+def check_codec(codec: str, output: str | os.PathLike | None = None, *, crf: int = 18, preset: str = "fast",
+                size: tuple[int, int] = (64, 48), streams_from: str | os.PathLike | None = None) -> None:
+    """Refuse, before any work starts, an encoder this FFmpeg build lacks or a --crf outside its range; with
+    `output`, also a container, pixel format or setting that does not work: the writer's own setup (with the
+    streams of `streams_from`) encodes two frames of `size` (width, height) into memory."""
     try:
         found = av.codec.Codec(codec, "w")
     except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as e:
         raise UserError(f"unknown or unavailable video encoder '{codec}' (try libx264, libx265, mpeg4)") from e
     if found.type != "video":
         raise UserError(f"'{codec}' is a {found.type} encoder, not a video encoder")
+    low, high = CRF_RANGES.get(codec, (0, 51) if codec in NVENC_CODECS else (None, None))
+    if low is not None and not low <= crf <= high:
+        raise UserError(f"--crf must be from {low} to {high} for {codec} (got {crf})")
+    if output is None:
+        return
+    output = Path(output)
+    container_format(output)
+    trial = io.BytesIO()
+    trial.name = output.name  # the muxer is chosen by the name, as for the real file
+    writer = VideoWriter(output, time_base=Fraction(1, 25), rate=25, audio_from=streams_from, codec=codec,
+                         crf=crf, preset=preset, into=trial)
+    width, height = size
+    try:
+        writer.write(FrameBatch(np.zeros((2, height, width, 3), np.uint8), np.arange(2), np.arange(2),
+                                Fraction(1, 25)))
+        writer.finish(copy_rest=False)
+    except (av.error.FFmpegError, OSError) as e:  # the muxer refused the finished file
+        raise UserError(f"cannot write {output.name} with {codec} (crf {crf}, preset {preset}): {e}") from e
+    finally:
+        writer.abort()
+
+
+def container_format(output: Path) -> str:
+    """The muxer FFmpeg picks for the output's name; a clear error where there is none, or it writes images."""
+    probe_file = io.BytesIO()
+    probe_file.name = output.name
+    try:
+        with av.open(probe_file, "w") as container:
+            name = container.format.name
+    except ValueError as e:
+        raise UserError(f"no container format for {output.suffix} files: use .mp4, .mkv or .mov") from e
+    if name in IMAGE_FORMATS:
+        raise UserError(f"{output.name} names an image format ({name}): give a video container (.mp4, .mkv, .mov)")
+    return name
+
+
+def container_refuses(container, output: Path, codec: str) -> str:
+    """The message for a container that cannot hold a video codec, with one that it can."""
+    hint = ""
+    try:
+        default = av.codec.Codec(container.default_video_codec, "w").name
+        hint = f" (its usual one is --codec {default})"
+    except Exception:  # no default video codec, or no encoder for it in this build
+        pass
+    return (f"the {container.format.name} container ({output.suffix}) cannot hold {codec} video: choose another "
+            f"container (.mp4, .mkv) or codec{hint}")
+
+
+def pixel_format(codec: str, width: int, height: int) -> str:
+    """YUV 4:2:0, or 4:4:4 for odd sizes (4:2:0 needs even ones), where the encoder takes it; else its first."""
+    formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    wanted = "yuv444p" if width % 2 or height % 2 else "yuv420p"
+    for name in (wanted, "yuv420p", "yuv444p"):
+        if not formats or name in formats:
+            return name
+    return formats[0]
 
 
 def temporary_path(output: Path) -> Path:
@@ -91,35 +164,56 @@ def temporary_path(output: Path) -> Path:
     return output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
 
 
-class AudioCopier:
-    """Copies (or re-encodes) the input's audio streams into the output, packet by packet, up to a time."""
+class StreamCopier:
+    """Copies the input's audio, subtitle and data streams into the output, packet by packet, up to a time.
 
-    def __init__(self, input_path: str | os.PathLike, output: av.container.OutputContainer):
+    Each stream is copied where a trial copy into the output's format works, audio is re-encoded where it does
+    not, anything else is dropped with a warning; language and title (and the default/forced flags) are kept.
+    """
+
+    def __init__(self, input_path: str | os.PathLike, output: av.container.OutputContainer, quiet: bool = False):
         self.source = av.open(str(input_path), metadata_errors="ignore")
         self.routes = {}  # input stream index -> (output stream, resampler when re-encoding else None)
-        for stream in self.source.streams.audio:
-            name = stream.codec_context.name
-            if name in output.supported_codecs and _copy_works(input_path, stream.index, output.format.name):
-                self.routes[stream.index] = (output.add_stream_from_template(stream), None)
+        say = (lambda *args: None) if quiet else log.warning
+        format_name = output.format.name
+        first_video = self.source.streams.video[0] if self.source.streams.video else None
+        for stream in self.source.streams:
+            what = f"{stream.type} stream {stream.index} ({describe(stream)})"
+            if stream.type == "video":
+                if stream is not first_video:
+                    say("%s is not copied: sg3stream processes the first video stream only", what)
+                continue
+            if stream.type not in ("audio", "subtitle", "data"):
+                say("%s is not copied: dropped", what)
+                continue
+            if _copy_works(input_path, stream.index, format_name):
+                route = (output.add_stream_from_template(stream), None)
+            elif stream.type == "audio":
+                route = _audio_encoder(stream, output)
+                if route is None:
+                    say("%s cannot go into %s, nor any audio codec it holds: dropped", what, format_name)
+                    continue
+                say("%s cannot go into %s: re-encoding to %s", what, format_name, route[0].codec_context.name)
             else:
-                # name the layout: AAC in MP4 refuses an unordered "2 channels" layout (e.g. from PCM in MKV)
-                layout = DEFAULT_LAYOUTS.get(stream.codec_context.channels, stream.codec_context.layout.name)
-                rate = stream.codec_context.sample_rate
-                out = output.add_stream("aac", rate=rate, layout=layout)
-                log.warning("audio codec %s cannot go into %s: re-encoding to AAC", name, output.format.name)
-                self.routes[stream.index] = (out, av.AudioResampler(format="fltp", layout=layout, rate=rate))
+                say("%s cannot go into %s: dropped (.mkv holds most subtitle codecs)", what, format_name)
+                continue
+            keep_stream_tags(stream, route[0])
+            self.routes[stream.index] = route
+        if first_video is not None and output.streams.video:
+            keep_stream_tags(first_video, output.streams.video[0])
         self.output = output
-        self.packets = self.source.demux(self.source.streams.audio) if self.routes else iter(())
+        copied = [self.source.streams[i] for i in self.routes]
+        self.packets = self.source.demux(copied) if copied else iter(())
         self.pending = None
         self.done = not self.routes
 
     def pump(self, until_seconds: float | None) -> None:
-        """Write every audio packet that starts before `until_seconds` (None: all the rest)."""
+        """Write every packet that starts before `until_seconds` (None: all the rest)."""
         while not self.done:
             packet = self.pending or next(self.packets, None)
             self.pending = None
             if packet is None:
-                self._finish()
+                self.finish()
                 return
             if packet.dts is None and packet.size == 0:
                 continue  # demuxer's end-of-stream marker
@@ -136,7 +230,10 @@ class AudioCopier:
                 packet.stream = out
                 self.output.mux(packet)
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Flush the re-encoders (the packets not pumped yet are left out: a trial stops here)."""
+        if self.done:
+            return
         for out, resampler in self.routes.values():
             if resampler is not None:
                 for resampled in resampler.resample(None):
@@ -146,6 +243,44 @@ class AudioCopier:
 
     def close(self) -> None:
         self.source.close()
+
+
+def describe(stream) -> str:
+    """A stream's codec (or file name) and language, for messages: "aac, fra"."""
+    codec = (stream.codec_context.name if stream.codec_context else None) or getattr(stream, "name", None) \
+        or stream.metadata.get("filename") or "?"
+    language = stream.metadata.get("language")
+    return f"{codec}, {language}" if language and language != "und" else codec
+
+
+def keep_stream_tags(source, out) -> None:
+    """Language and title survive the copy (the muxer writes the rest itself), and the default/forced flags."""
+    for key in ("language", "title"):
+        if source.metadata.get(key):
+            out.metadata[key] = source.metadata[key]
+    try:
+        out.disposition = source.disposition
+    except (AttributeError, TypeError, ValueError):  # a stream kind that keeps no flags
+        pass
+
+
+def _audio_encoder(stream, output: av.container.OutputContainer):
+    """(output stream, resampler) re-encoding to AAC, or to the container's own audio codec; None if neither fits."""
+    supported = output.supported_codecs
+    candidates = ["aac"] + ([output.default_audio_codec] if output.default_audio_codec else [])
+    # name the layout: AAC in MP4 refuses an unordered "2 channels" layout (e.g. from PCM in MKV)
+    layout = DEFAULT_LAYOUTS.get(stream.codec_context.channels, stream.codec_context.layout.name)
+    rate = stream.codec_context.sample_rate
+    for name in candidates:
+        if supported and name not in supported:
+            continue
+        try:
+            out = output.add_stream(name, rate=rate, layout=layout)
+        except (av.error.FFmpegError, ValueError):
+            continue
+        sample_format = out.codec_context.format.name if out.codec_context.format else "fltp"
+        return out, av.AudioResampler(format=sample_format, layout=layout, rate=rate)
+    return None
 
 
 def _copy_works(input_path, stream_index: int, format_name: str) -> bool:
@@ -171,35 +306,50 @@ def _copy_works(input_path, stream_index: int, format_name: str) -> bool:
 
 
 class VideoWriter:
-    """Write frames with their own pts (in `time_base`), then `commit()` or `abort()`."""
+    """Write frames with their own pts (in `time_base`), then `commit()` or `abort()`.
+
+    `audio_from`: the input, whose audio, subtitle and data streams are copied. `colour`: the input's colour
+    (VideoInfo.colour); None: what players assume for the frame size. `metadata`: container-level tags.
+    `into`: a file object to write instead of the output (check_codec's trial in memory).
+    """
 
     def __init__(self, output: str | os.PathLike, *, time_base: Fraction, rate: float, audio_from=None,
-                 codec: str = "libx264", crf: int = 18, preset: str = "fast"):
+                 codec: str = "libx264", crf: int = 18, preset: str = "fast", colour: dict[str, str] | None = None,
+                 metadata: dict[str, str] | None = None, into=None):
         self.output = Path(output)
         self.tmp = temporary_path(self.output)
         self.time_base = time_base
         self.rate = Fraction(rate).limit_denominator(100000) if rate else Fraction(25)
         self.audio_from = audio_from
         self.codec, self.crf, self.preset = codec, crf, preset
+        self.colour = colour
+        self.metadata = dict(metadata or {})
+        self.into = into
         self.container = None
         self.stream = None
-        self.audio = None
+        self.audio = None  # the StreamCopier (audio, subtitles, data)
+        self.size = None
+        self.convert: dict = {}
+        self.frame_tags: dict[str, int] = {}
         self.frames_written = 0
 
     def _open(self, width: int, height: int) -> None:
         try:
-            self.container = av.open(str(self.tmp), mode="w")
+            self.container = av.open(self.into if self.into is not None else str(self.tmp), mode="w")
+        except ValueError as e:  # FFmpeg knows no muxer for the extension
+            raise UserError(f"no container format for {self.output.suffix} files: use .mp4, .mkv or .mov") from e
         except (av.error.FFmpegError, OSError) as e:
             raise UserError(f"cannot write {self.output}: {e}") from e
         try:
             stream = self.container.add_stream(self.codec, rate=self.rate)
-        except (av.error.FFmpegError, ValueError) as e:
+        except ValueError as e:  # the container does not take this codec
+            raise UserError(container_refuses(self.container, self.output, self.codec)) from e
+        except av.error.FFmpegError as e:
             raise UserError(f"unknown or unavailable video codec '{self.codec}' ({e})") from e
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        if (width % 2 or height % 2) and self.codec in CRF_CODECS:
-            # 4:2:0 needs even sizes; keep the exact size and lose no pixel rather than pad or crop.
-            stream.pix_fmt = "yuv444p"
+        stream.pix_fmt = pixel_format(self.codec, width, height)
+        if stream.pix_fmt == "yuv444p" and (width % 2 or height % 2) and self.into is None:
+            # keep the exact size and lose no pixel rather than pad or crop
             log.warning("odd frame size %dx%d: encoding yuv444p instead of yuv420p", width, height)
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
@@ -207,19 +357,48 @@ class VideoWriter:
             stream.options = {"crf": str(self.crf), "preset": self.preset}
         elif self.codec in NVENC_CODECS:
             stream.options = {"rc": "vbr", "cq": str(self.crf), "preset": "p4"}
+        # The output is tagged with the colour its YUV values are computed with.
+        colour = colours.resolve(self.colour or {}, width, height)
+        tags = colours.codes(colour)
+        self.convert = {"format": stream.pix_fmt}
+        if av.VideoFormat(stream.pix_fmt).is_rgb:
+            del tags["colorspace"], tags["color_range"]  # RGB: no matrix, full range
+        else:
+            matrix, range_ = colours.scaler_args(colour)
+            self.convert.update(dst_colorspace=matrix, dst_color_range=range_)
+        for attribute, value in tags.items():
+            setattr(stream.codec_context, attribute, value)
+        self.frame_tags = tags
+        for key, value in self.metadata.items():
+            self.container.metadata[key] = value
+        if self.metadata and self.container.format.name in MOV_FORMATS:
+            self.container.options["movflags"] = "use_metadata_tags"  # else a key like sg3stream_demo is lost
         self.stream = stream
+        self.size = (width, height)
         if self.audio_from is not None:
-            self.audio = AudioCopier(self.audio_from, self.container)
+            self.audio = StreamCopier(self.audio_from, self.container, quiet=self.into is not None)
 
     def write(self, batch: FrameBatch) -> None:
+        width, height = batch.frames.shape[2], batch.frames.shape[1]
         if self.container is None:
-            self._open(batch.frames.shape[2], batch.frames.shape[1])
+            self._open(width, height)
+        elif (width, height) != self.size:  # the encoder would stretch them silently
+            raise UserError(f"frames {batch.index[0]}-{batch.index[-1]} are {width}x{height}, the output is "
+                            f"{self.size[0]}x{self.size[1]}: sg3stream needs one frame size per clip")
         for image, pts in zip(batch.frames, batch.pts):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(**self.convert)
+            for attribute, value in self.frame_tags.items():
+                setattr(frame, attribute, value)
             frame.pts = int(pts)
             frame.time_base = batch.time_base
-            for packet in self.stream.encode(frame):
-                self._mux_video(packet)
+            try:
+                for packet in self.stream.encode(frame):
+                    self._mux_video(packet)
+            except OSError as e:  # the disk, not the encoder
+                raise self._write_failed(e) from e
+            except av.error.FFmpegError as e:
+                raise UserError(f"{self.codec} cannot encode {width}x{height} video for {self.output.name} "
+                                f"(crf {self.crf}, preset {self.preset}): {e}") from e
             self.frames_written += 1
 
     def _mux_video(self, packet) -> None:
@@ -227,16 +406,30 @@ class VideoWriter:
             self.audio.pump(float(packet.dts * packet.time_base))
         self.container.mux(packet)
 
-    def commit(self) -> None:
-        """Flush, close and move the finished file onto the output path."""
-        if self.container is None:
-            raise UserError("no frames to write")
+    def finish(self, copy_rest: bool = True) -> None:
+        """Flush the encoder and (with `copy_rest`) the rest of the copied streams, and close the file."""
         for packet in self.stream.encode(None):
             self._mux_video(packet)
         if self.audio is not None:
-            self.audio.pump(None)
+            self.audio.pump(None) if copy_rest else self.audio.finish()
         self._close()
-        os.replace(self.tmp, self.output)
+
+    def commit(self) -> None:
+        """Flush, close and move the finished file onto the output path; on failure nothing is left behind."""
+        if self.container is None:
+            raise UserError("no frames to write")
+        try:
+            self.finish()
+            os.replace(self.tmp, self.output)
+        except OSError as e:  # a full disk while the index is written, a folder gone read-only...
+            self.abort()
+            raise self._write_failed(e) from e
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write_failed(self, error: OSError) -> UserError:
+        return UserError(f"could not write {self.output}: {error.strerror or error}")
 
     def abort(self) -> None:
         """Drop everything written so far: nothing is left at (or beside) the output path."""
@@ -244,12 +437,13 @@ class VideoWriter:
             self._close()
         except Exception:  # closing a half-written file may fail; removing it is what matters
             pass
-        self.tmp.unlink(missing_ok=True)
+        if self.into is None:
+            self.tmp.unlink(missing_ok=True)
 
     def _close(self) -> None:
         if self.audio is not None:
-            self.audio.close()
-            self.audio = None
+            audio, self.audio = self.audio, None
+            audio.close()
         if self.container is not None:
             container, self.container = self.container, None
             container.close()

@@ -1,4 +1,4 @@
-"""What a video file holds: streams, codec, size, rate, frame count, duration and rotation."""
+"""What a video file holds: streams, codec, size, rate, frame count, duration, rotation and colour."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 
 from ..errors import UserError
+from . import colour as colours
 
 
 @dataclass
@@ -33,6 +34,10 @@ class VideoInfo:
     duration: float | None
     rotation: int       # degrees counter-clockwise that the display matrix asks for (0, 90, 180, 270)
     time_base: Fraction
+    # range, primaries, transfer, matrix: as the file tags them ("unknown" where it does not), and as they are
+    # read and written (the tags, with what players assume for the unknown ones: sg3stream/video/colour.py)
+    colour_tags: dict = field(default_factory=dict)
+    colour: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -71,6 +76,28 @@ def read_rotation(container: av.container.InputContainer, stream) -> int:
     return 0
 
 
+def tag_seconds(text: str | None) -> float | None:
+    """Matroska's per-stream DURATION tag ("00:00:01.600000000") in seconds; None if absent or unreadable."""
+    try:
+        hours, minutes, seconds = (text or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
+def stream_duration(container, stream) -> float | None:
+    """The video stream's own duration: the stream's, Matroska's DURATION tag, or the container's when the video
+    is its only stream (otherwise that may be an audio track's, which can outlast the video)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tagged = tag_seconds(stream.metadata.get("DURATION"))
+    if tagged:
+        return tagged
+    if container.duration is not None and len(container.streams) == 1:
+        return container.duration / av.time_base
+    return None
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     with open_input(path) as container:
         stream = video_stream(container, path)
@@ -81,14 +108,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                 extra = {"sample_rate": s.codec_context.sample_rate, "channels": s.codec_context.channels}
             elif s.type == "video":
                 extra = {"width": s.codec_context.width, "height": s.codec_context.height}
+                extra.update(colours.read_tags(s.codec_context))
+            for key in ("language", "title"):
+                if s.metadata.get(key) not in (None, "", "und"):
+                    extra[key] = s.metadata[key]
             streams.append(StreamInfo(s.index, s.type, s.codec_context.name if s.codec_context else "?", extra))
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
+        duration = stream_duration(container, stream)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         w, h = stream.codec_context.width, stream.codec_context.height
+        tags = colours.read_tags(stream.codec_context)
+        pix_fmt = stream.codec_context.format.name if stream.codec_context.format else None
+        colour = colours.resolve(tags, w, h, pix_fmt)  # by the coded size: rotation changes no standard
         rotation = read_rotation(container, stream)
         if rotation in (90, 270):
             w, h = h, w
@@ -105,4 +135,6 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             duration=duration,
             rotation=rotation,
             time_base=stream.time_base or Fraction(1, 90000),
+            colour_tags=tags,
+            colour=colour,
         )
