@@ -225,6 +225,9 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     check_codec(codec)
     batch_size = 1 if options.reference_mode else options.batch_size
     reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder, hwdec=options.hwdec)
+    # the container, codec, pixel format, --crf/--preset and the copied streams, tried on two frames in memory
+    check_codec(codec, output, crf=options.crf, preset=options.preset, size=(reader.info.width, reader.info.height),
+                streams_from=options.input)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
     writer = pipeline = None
     try:
@@ -233,7 +236,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         tune_generator(options, stages, reporter)
         info = reader.info
         writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                             codec=codec, crf=options.crf, preset=options.preset)
+                             codec=codec, crf=options.crf, preset=options.preset, colour=info.colour)
         pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size,
                             sequential=options.reference_mode, stall_timeout_s=options.stall_timeout)
         started = time.perf_counter()
