@@ -224,15 +224,30 @@ def test_batching_does_not_change_results(clip):
 
 
 def test_stage_holds_a_bounded_window(clip):
-    data = {"landmarks": clip["landmarks"], "detected": clip["detected"]}
+    """Frames come out while the stream goes on, and the stage holds no more than its look-ahead: at most
+    lookahead + one batch frames waiting, and the parameters of at most 2 x lookahead + one batch frames (the
+    waiting ones and the history their bridging and smoothing reach). The stream (the clip there and back, 48
+    frames) is longer than both bounds, so a stage that held everything until flush() fails here."""
+    there_and_back = np.r_[np.arange(N), np.arange(N - 1, -1, -1)]
+    data = {"landmarks": clip["landmarks"][there_and_back], "detected": clip["detected"][there_and_back]}
     stage = AlignStage(align_smoothing=1.0, crop_smoothing=2.0, max_gap=3)
+    batch = 2
+    assert stage.lookahead == 6 + 3 + 1  # radius of the crop smoothing (3 sigma), the longest bridged gap, 1
+    waiting_bound, params_bound = stage.lookahead + batch, 2 * stage.lookahead + batch
+    assert len(there_and_back) > params_bound
     stage.setup()
-    held_max = 0
-    for b in _batches(clip["frames"], data, sizes=(2,)):
-        stage(b)
-        held_max = max(held_max, sum(len(p) for p in stage._pending), len(stage._params) - len(stage._pending))
-    assert held_max <= stage.lookahead + 2 + 2 * stage.lookahead
-    stage.flush()
+    released, waiting_max, params_max = [], 0, 0
+    for b in _batches(clip["frames"][there_and_back], data, sizes=(batch,)):
+        out = stage(b)
+        if out is not None:
+            released.extend(out.index.tolist())
+        waiting_max = max(waiting_max, sum(len(p) for p in stage._pending))
+        params_max = max(params_max, len(stage._params))
+    assert waiting_max <= waiting_bound and params_max <= params_bound, (waiting_max, params_max)
+    # everything but the last look-ahead came out before the end of the stream, in order
+    assert released == list(range(len(released))) and len(released) >= len(there_and_back) - waiting_bound
+    rest = stage.flush()
+    assert released + np.concatenate([b.index for b in rest]).tolist() == list(range(len(there_and_back)))
 
 
 def test_no_face_clip_errors():
