@@ -53,17 +53,26 @@ def fast_loss():
 
 
 @pytest.fixture(scope="module")
-def tuned(demo, samples):
+def before_tuning(demo, samples):
+    """The demo generator's weights and reconstruction error, taken before `tuned` trains from it."""
+    return {k: v.clone() for k, v in demo.state_dict().items()}, reconstruction_error(demo, samples)
+
+
+@pytest.fixture(scope="module")
+def tuned(demo, samples, before_tuning):
     config = PTIConfig(steps=4, lr=3e-3, batch=2, reg_interval=0)
     return train_pti(demo, samples, config, loss=fast_loss())
 
 
-def test_pti_lowers_the_reconstruction_error_of_the_unaligned_crops(demo, samples, tuned):
-    before = reconstruction_error(demo, samples)
+def test_pti_lowers_the_reconstruction_error_of_the_unaligned_crops(demo, samples, before_tuning, tuned):
+    weights, before = before_tuning
     after = reconstruction_error(tuned, samples)
     print(f"MSE of the unaligned crops: before {before:.4f}, after 4 PTI steps {after:.4f}")
     assert after < 0.9 * before
-    assert reconstruction_error(demo, samples) == before  # the original is left as it was
+    # the original is left as it was: its weights and its error as they were before the tuning
+    assert reconstruction_error(demo, samples) == before
+    assert demo.state_dict().keys() == weights.keys()
+    assert all(torch.equal(v, weights[k]) for k, v in demo.state_dict().items())
 
 
 def test_resume_gives_the_same_generator_as_an_uninterrupted_run(demo, samples, tmp_path):
