@@ -1,8 +1,6 @@
 """The CUDA kernels (kernels/*.cu through pycuda) against the torch reference ops: values and gradients in
 float32 and float16, gradcheck on small shapes, stream ordering, the load-time self-test, and the generator end to
 end. Skipped without CUDA and pycuda."""
-import time
-
 import pytest
 import torch
 
@@ -41,15 +39,14 @@ def _no_run_time_fallback(ops):
 
 
 def test_load_time_self_test_passes_on_this_gpu(ops):
-    """get_ops("cuda") ran it already (it would have raised KernelSelfTestError); again, unguarded, and timed."""
+    """get_ops("cuda") ran it already (it would have raised KernelSelfTestError); again here, unguarded, so that a
+    failing kernel raises instead of falling back. Its duration is not asserted (no timed assertions in tests)."""
     guarded = ops.upfirdn2d.__self__.backend
     assert isinstance(guarded, GuardedBackend)
     kernels = KernelOps(guarded.backend)
-    self_test(kernels, "cuda")
+    for _ in range(2):  # a second run on the same kernels passes too (no state left by the first)
+        self_test(kernels, "cuda")
     torch.cuda.synchronize()
-    start = time.perf_counter()
-    self_test(kernels, "cuda")
-    assert time.perf_counter() - start < 0.5  # milliseconds in practice; a generous bound against a noisy host
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
