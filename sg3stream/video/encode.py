@@ -116,11 +116,12 @@ def check_codec(codec: str, output: str | os.PathLike | None = None, *, crf: int
     try:
         writer.write(FrameBatch(np.zeros((2, height, width, 3), np.uint8), np.arange(2), np.arange(2),
                                 Fraction(1, 25)))
-        writer.finish(copy_rest=False)
-    except (av.error.FFmpegError, OSError) as e:  # the muxer refused the finished file
+        writer._flush(copy_rest=False)
+        writer._release()  # writes the trailer: a muxer may refuse the file only here
+    except (av.error.FFmpegError, OSError) as e:
         raise UserError(f"cannot write {output.name} with {codec} (crf {crf}, preset {preset}): {e}") from e
     finally:
-        writer.abort()
+        writer._release(strict=False)
 
 
 def container_format(output: Path) -> str:
@@ -406,20 +407,20 @@ class VideoWriter:
             self.audio.pump(float(packet.dts * packet.time_base))
         self.container.mux(packet)
 
-    def finish(self, copy_rest: bool = True) -> None:
-        """Flush the encoder and (with `copy_rest`) the rest of the copied streams, and close the file."""
+    def _flush(self, copy_rest: bool = True) -> None:
+        """Flush the encoder and (with `copy_rest`) the rest of the copied streams."""
         for packet in self.stream.encode(None):
             self._mux_video(packet)
         if self.audio is not None:
             self.audio.pump(None) if copy_rest else self.audio.finish()
-        self._close()
 
     def commit(self) -> None:
         """Flush, close and move the finished file onto the output path; on failure nothing is left behind."""
         if self.container is None:
             raise UserError("no frames to write")
         try:
-            self.finish()
+            self._flush()
+            self._close()
             os.replace(self.tmp, self.output)
         except OSError as e:  # a full disk while the index is written, a folder gone read-only...
             self.abort()
@@ -441,9 +442,19 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
 
     def _close(self) -> None:
-        if self.audio is not None:
-            audio, self.audio = self.audio, None
-            audio.close()
-        if self.container is not None:
-            container, self.container = self.container, None
-            container.close()
+        self._release()
+
+    def _release(self, strict: bool = True) -> None:
+        """Close the input of the copied streams and the output (which writes its index); `strict`: raise errors."""
+        try:
+            if self.audio is not None:
+                audio, self.audio = self.audio, None
+                audio.close()
+        finally:
+            if self.container is not None:
+                container, self.container = self.container, None
+                try:
+                    container.close()
+                except Exception:
+                    if strict:
+                        raise
