@@ -113,6 +113,18 @@ def test_audio_the_container_cannot_hold_is_reencoded_to_aac(tmp_path):
         assert float(s.duration * s.time_base) == pytest.approx(1.0, abs=0.1)
 
 
+def test_audio_goes_to_the_containers_own_codec_where_it_takes_no_aac(tmp_path):
+    # WebM holds Opus, not AAC; Opus takes 48 kHz, not the tone's 44.1 kHz
+    clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 64, 48) for i in range(25)))
+    out = tmp_path / "out.webm"
+    check_codec("libvpx-vp9", out, size=(64, 48), streams_from=clip)
+    copy_video(clip, out, codec="libvpx-vp9")
+    with av.open(str(out)) as c:
+        s = c.streams.audio[0]
+        assert s.codec_context.name == "opus"
+        assert sum(f.samples for f in c.decode(s)) / s.codec_context.sample_rate == pytest.approx(1.0, abs=0.1)
+
+
 def test_truncated_file_decodes_what_is_there_and_warns(tmp_path, caplog):
     clip = write_clip(tmp_path / "in.mkv", (numbered_frame(i, 64, 48) for i in range(40)))
     data = clip.read_bytes()

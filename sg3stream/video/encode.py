@@ -224,9 +224,15 @@ class StreamCopier:
                 return
             out, resampler = self.routes[packet.stream.index]
             if resampler is not None:
-                for frame in packet.decode():
-                    for resampled in resampler.resample(frame):
-                        self.output.mux(out.encode(resampled))
+                try:
+                    for frame in packet.decode():
+                        for resampled in resampler.resample(frame):
+                            self.output.mux(out.encode(resampled))
+                except av.error.FFmpegError as e:
+                    if isinstance(e, OSError):  # the disk: the writer says so
+                        raise
+                    raise UserError(f"audio stream {packet.stream.index} cannot be re-encoded to "
+                                    f"{out.codec_context.name} for {self.output.format.name}: {e}") from e
             else:
                 packet.stream = out
                 self.output.mux(packet)
@@ -271,11 +277,15 @@ def _audio_encoder(stream, output: av.container.OutputContainer):
     candidates = ["aac"] + ([output.default_audio_codec] if output.default_audio_codec else [])
     # name the layout: AAC in MP4 refuses an unordered "2 channels" layout (e.g. from PCM in MKV)
     layout = DEFAULT_LAYOUTS.get(stream.codec_context.channels, stream.codec_context.layout.name)
-    rate = stream.codec_context.sample_rate
     for name in candidates:
         if supported and name not in supported:
             continue
         try:
+            # the input's rate where the encoder takes it, else the nearest one above (Opus: 44.1 -> 48 kHz)
+            rate = stream.codec_context.sample_rate
+            rates = av.codec.Codec(name, "w").audio_rates
+            if rates and rate not in rates:
+                rate = min(rates, key=lambda r: (r < rate, abs(r - rate)))
             out = output.add_stream(name, rate=rate, layout=layout)
         except (av.error.FFmpegError, ValueError):
             continue
