@@ -18,7 +18,7 @@ from .errors import UserError
 from .pipeline.runner import Pipeline
 from .pipeline.stage import Stage
 from .render.expand import Expansion
-from .render.label import DemoLabelStage
+from .render.label import DEMO_METADATA, DemoLabelStage
 from .render.stages import OUTPUT_MODES
 from .report import Reporter
 from .video.decode import FrameReader
@@ -201,12 +201,12 @@ def acceleration(stages: list[Stage], reader: FrameReader, codec: str) -> dict:
 
 
 def weights_file(name_or_path: str | None) -> Path | None:
-    """The file behind a --generator/--encoder value (a path or a cached name), None for demo or unset."""
-    if not name_or_path or name_or_path == "demo":
+    """The file behind a --generator/--encoder value (a path or a cached name), None for built-ins or unset."""
+    if not name_or_path:
         return None
-    from .models.download import resolve_weights
+    from .models.resolve import resolve_model
 
-    return resolve_weights(name_or_path)
+    return resolve_model(name_or_path).path
 
 
 def estimated_frames(reader: FrameReader) -> int | None:
@@ -236,7 +236,8 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         tune_generator(options, stages, reporter)
         info = reader.info
         writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                             codec=codec, crf=options.crf, preset=options.preset, colour=info.colour)
+                             codec=codec, crf=options.crf, preset=options.preset, colour=info.colour,
+                             metadata=DEMO_METADATA if edits.get("demo") else None)
         pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size,
                             sequential=options.reference_mode, stall_timeout_s=options.stall_timeout)
         started = time.perf_counter()

