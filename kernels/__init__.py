@@ -52,6 +52,8 @@ def cuda_op_set(device):
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError("the CUDA kernels run on CUDA devices only")
+    if device.index is None:
+        _require_a_device()
     index = device.index if device.index is not None else torch.cuda.current_device()
     with _LOCK:
         if index not in _LOADED:
@@ -65,7 +67,14 @@ def cuda_op_set(device):
     return loaded
 
 
+def _require_a_device() -> None:
+    if not torch.cuda.is_available():
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA device"
+        raise RuntimeError(f"the CUDA kernels need a CUDA device: {why}")
+
+
 def _load(device: torch.device):
+    _require_a_device()
     import pycuda.driver  # noqa: F401  (ImportError: the gpu extra is not installed)
 
     from .backends import CudaBackend
