@@ -1,7 +1,11 @@
-"""The autograd plumbing of the CUDA kernels (kernels/ops.py: adjoint passes, paddings, gains, flips, the
-decomposed filtered_lrelu backward) on the CPU, with the kernels' arithmetic emulated in torch
-(kernels/backends.EmulatedBackend): values and gradients against the reference ops, gradcheck in float64.
-The .cu kernels themselves run in tests/test_kernels_gpu.py (needs CUDA and pycuda)."""
+"""The Python side of the CUDA kernels (kernels/ops.py), on the CPU: how each op is turned into kernel launches
+(the correlation kernel, flips, gains, paddings, up/down factors and output sizes handed to each pass), the adjoint
+passes of the backward, the decomposed filtered_lrelu backward, and their autograd wiring. The launches go to
+kernels/backends.EmulatedBackend, a stand-in built from torch ops (F.pad and F.conv2d for a pass, torch
+activations for bias_act) that takes the same arguments as the .cu kernels; values and gradients are checked
+against the reference ops, with gradcheck in float64. The .cu code (its index arithmetic, its float16 paths) does
+not run here: it runs in tests/test_kernels_gpu.py (needs CUDA and pycuda) and is compiled in
+tests/test_kernels_build.py."""
 import pytest
 import torch
 
@@ -81,7 +85,7 @@ def test_filtered_lrelu_values_and_gradcheck(case):
 
 
 def test_generator_renders_the_same_with_the_kernel_op_set():
-    """The whole demo synthesis network through KernelOps (emulated) equals the torch ops."""
+    """The whole demo synthesis network through KernelOps (launches emulated with torch ops) equals the torch ops."""
     from sg3stream.models.loading import load_generator
 
     G = load_generator("demo")
@@ -101,9 +105,25 @@ def test_generator_renders_the_same_with_the_kernel_op_set():
     assert float((ours - ref).abs().max()) < 1e-4
 
 
-def test_auto_on_cpu_is_the_torch_ops_and_cuda_without_a_device_fails_cleanly():
+def test_auto_on_cpu_is_the_torch_ops():
     assert get_ops("auto", "cpu").name == "torch"
     assert get_ops("auto").name == "torch"
+
+
+def test_asking_for_the_cuda_kernels_without_a_device_fails_with_a_clear_error(monkeypatch):
+    """get_ops("cuda") on a machine where torch sees no CUDA device (made so here on any machine) raises an error
+    that says so, whether pycuda is installed or not, for any way of naming the device."""
+    import sg3stream.kernels as kernels
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(kernels, "_LOADED", {})  # nothing loaded on an earlier device
+    for pycuda in (False, True):
+        monkeypatch.setattr(kernels, "pycuda_available", lambda: pycuda)
+        for device in (None, "cuda", "cuda:0", "cuda:1"):
+            with pytest.raises(RuntimeError, match="^the CUDA kernels need a CUDA device: "):
+                get_ops("cuda", device)
+    with pytest.raises(ValueError, match="the CUDA kernels run on CUDA devices only"):
+        get_ops("cuda", "cpu")
 
 
 def test_auto_on_cuda_falls_back_with_one_warning_when_the_kernels_fail(monkeypatch, caplog):
