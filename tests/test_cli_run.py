@@ -185,8 +185,8 @@ class TorchBusy(Stage):
     '''Inversion stand-in: torch at work on its own threads, in calls of seconds each, for ever.'''
     name = "invert"
 
-    def __init__(self, signal_self=0):
-        self.signal_self = signal_self
+    def __init__(self, signal_self=0, times=1):
+        self.signal_self, self.times = signal_self, times
         self.busy = threading.Event()
 
     def __call__(self, batch):
@@ -195,6 +195,8 @@ class TorchBusy(Stage):
         self.busy.set()
         if self.signal_self:
             os.kill(os.getpid(), self.signal_self)
+            for k in range(1, self.times):  # again (an impatient user) while the run is stopping
+                threading.Timer(0.4 * k, os.kill, (os.getpid(), self.signal_self)).start()
         while True:
             torch.linalg.matrix_power(a, 1 << 20)
 
@@ -210,7 +212,8 @@ def signal_in_commit(sig):
 kind, args = sys.argv[2], sys.argv[3:]
 stages = []
 if kind.startswith("busy-signal-"):
-    stages = [TorchBusy(int(kind.rsplit("-", 1)[1]))]
+    sig, times = kind.split("-")[2:]
+    stages = [TorchBusy(int(sig), int(times))]
 elif kind == "busy-error":
     busy = TorchBusy()
     stages = [test_runner.FailWhenBusy(busy), busy]
@@ -265,11 +268,12 @@ def stopped_child(pid):
     return next((int(c) for c in children if process_state(c) == "T"), None)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_while_inversion_is_busy_in_torch_exits_130(tmp_path, sig):
-    """Was: the runner waited 10 s for the busy thread, then the exit aborted (134, 'terminate called ...')."""
+@pytest.mark.parametrize("sig, times", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGINT, 4)])
+def test_a_signal_while_inversion_is_busy_in_torch_exits_130(tmp_path, sig, times):
+    """Was: the runner waited 10 s for the busy thread, then the exit aborted (134, 'terminate called ...').
+    Ctrl-C pressed again while the run stops must not cut its cleanup short."""
     folder = work_dir(tmp_path)
-    code, err = finish(stand_in(f"busy-signal-{int(sig)}", "run", "--passthrough", folder / "in.mp4", "-o",
+    code, err = finish(stand_in(f"busy-signal-{int(sig)}-{times}", "run", "--passthrough", folder / "in.mp4", "-o",
                                 folder / "out.mp4", "--batch-size", "4", "--log-format", "json"))
     assert code == 130, err
     assert err == ["error: interrupted; nothing was written to the output path"]

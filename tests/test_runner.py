@@ -326,6 +326,9 @@ def test_a_thread_stage_that_hangs_fails_the_run():
         assert "no progress" in str(info.value)
     finally:
         blocked.release.set()
+    for thread in threads_left_running():
+        thread.join(20)
+    assert threads_left_running() == []
 
 
 def test_waiting_on_a_queue_is_not_a_stall():

@@ -10,7 +10,7 @@ from typing import Iterator
 import typer
 
 from ..errors import StageError, UserError
-from ..pipeline.runner import Interrupted, sigterm_as_interrupt, threads_left_running
+from ..pipeline.runner import Interrupted, interrupt_on_signals, threads_left_running
 from ..report import Reporter
 
 # Exit codes, for headless jobs: 1 bad input or a failed stage, 130 interrupted (as shells report Ctrl-C).
@@ -30,10 +30,10 @@ def reported_errors(reporter: Reporter | None = None, debug: bool = False) -> It
     """Report any error as one line and exit 1, an interruption (Ctrl-C or SIGTERM) as one line and exit 130.
 
     A traceback only with --debug. SIGTERM acts as Ctrl-C for the whole block, so that whatever runs (the pipeline,
-    the final write) cleans up on the way out.
+    the final write) cleans up on the way out; a second signal does not interrupt that cleanup.
     """
     reporter = reporter or Reporter()
-    restore = sigterm_as_interrupt()
+    restore = interrupt_on_signals()
     try:
         yield
     except _TYPER_EXITS:

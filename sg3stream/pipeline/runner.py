@@ -153,7 +153,7 @@ class Pipeline:
         for worker, target in zip(self.workers, targets):
             worker.thread = threading.Thread(target=self._guard, args=(worker, target), name=f"sg3-{worker.name}",
                                              daemon=True)
-        restore = sigterm_as_interrupt()
+        restore = interrupt_on_signals()
         try:
             for w in self.workers:
                 w.thread.start()
@@ -180,7 +180,7 @@ class Pipeline:
 
         Process stages run in this process too. Statistics are kept the same way, so the two modes compare.
         """
-        restore = sigterm_as_interrupt()
+        restore = interrupt_on_signals()
         workers = self.workers
         last_tick = 0.0
 
@@ -458,13 +458,35 @@ def _shutdown_pool(pool: cf.ProcessPoolExecutor, kill: bool) -> list[threading.T
     return [manager] if manager.is_alive() else []
 
 
-def sigterm_as_interrupt() -> Callable[[], None]:
-    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt in the main thread; elsewhere nothing); returns the undo."""
+class _InterruptOnce:
+    """SIGINT/SIGTERM handler: the first signal raises KeyboardInterrupt (in the main thread); later ones are ignored,
+    so that an impatient second Ctrl-C does not cut short the cleanup the first one started (stopping the workers,
+    removing the partial output; it is bounded)."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, signum, frame) -> None:
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def interrupt_on_signals() -> Callable[[], None]:
+    """Ctrl-C and SIGTERM both interrupt, once (see `_InterruptOnce`); returns the undo. Only in the main thread,
+    never over a signal the process was told to ignore, and nothing changes inside a block that did this already."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if any(isinstance(h, _InterruptOnce) for h in previous.values()):
+        return lambda: None
+    handler = _InterruptOnce()
+    for s, h in previous.items():
+        if h is not signal.SIG_IGN:
+            signal.signal(s, handler)
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return restore
