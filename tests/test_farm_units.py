@@ -136,3 +136,19 @@ def test_status_reads_the_manifests(tmp_path):
     assert json.loads(a.manifest_path.read_text())["job_hash"] == job_hash(a)
     a.options.n_iters = 1  # other options: the manifest no longer applies
     assert job_status(a)["state"] == "pending"
+
+
+@pytest.mark.parametrize("settings,message", [
+    ("output: out.gif", "cannot hold libx264 video"),
+    ("output: out.mp4, crf: -5", "--crf must be"),
+    ("output: out.mp4, edit: 'smile:lots'", "the strength 'lots' is not a number"),
+    ("output: out.mp4, engine: jax", "--engine must be one of"),
+])
+def test_a_job_the_output_or_options_cannot_serve_is_refused_before_any_segment(tmp_path, settings, message):
+    from sg3stream.farm.runner import prepare_job
+
+    write_clip(tmp_path / "a.mp4", (numbered_frame(i, 64, 48) for i in range(3)))
+    job, = load_job_file(job_file(tmp_path, f"jobs:\n  - {{input: a.mp4, {settings}}}\n"))
+    with pytest.raises(UserError, match=message):
+        prepare_job(job)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "jobs.yaml"]

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StageError, UserError
+from ..job import check_options
 from ..pipeline.runner import Interrupted
 from ..report import JsonReporter, Reporter
 from ..video.decode import FrameReader, packet_pts
-from ..video.encode import check_codec, check_output_path
+from ..video.encode import check_codec, check_output_path, resolve_codec
 from .jobs import FarmJob
 from .manifest import (job_hash, load_manifest, new_manifest, output_is_done, save_manifest, segment_is_done)
 from .segments import Segment, context_of, plan_segments, windowed_stages
@@ -107,15 +108,19 @@ def prepare_job(job: FarmJob) -> JobRun:
     options = job.options
     if not Path(options.input).is_file():
         raise UserError(f"{job.name}: input not found: {options.input}")
+    try:
+        check_options(options)  # the checks `sg3stream run` makes before any work
+    except UserError as e:
+        raise UserError(f"{job.name}: {e}") from None
     check_output_path(options.output, options.input)
-    check_codec(options.codec)
-    if options.batch_size < 1:
-        raise UserError(f"{job.name}: batch_size must be at least 1")
+    info = FrameReader(options.input).info  # probes: a file that is not a video is a UserError here
+    # the container, codec and settings, tried on two frames in memory, as `run` does: not at the join
+    check_codec(resolve_codec(options.codec), options.output, crf=options.crf, preset=options.preset,
+                size=(info.width, info.height), streams_from=options.input)
     hash_ = job_hash(job)
     manifest = load_manifest(job.manifest_path)
     if output_is_done(manifest, hash_, Path(options.output)):
         return JobRun(job, hash_, manifest, skipped=True)
-    FrameReader(options.input)  # probes: a file that is not a video is a UserError here
     total = len(packet_pts(options.input))
     if total == 0:
         raise UserError(f"{job.name}: no video frames in {options.input}")
