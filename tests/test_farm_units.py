@@ -152,3 +152,11 @@ def test_a_job_the_output_or_options_cannot_serve_is_refused_before_any_segment(
     with pytest.raises(UserError, match=message):
         prepare_job(job)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "jobs.yaml"]
+
+
+def test_a_joined_demo_output_is_tagged_as_run_tags_it():
+    from sg3stream.farm.join import demo_metadata
+    from sg3stream.job import RunOptions
+
+    assert "demo" in demo_metadata(RunOptions(input="a.mp4", output="b.mp4"))["comment"]
+    assert demo_metadata(RunOptions(input="a.mp4", output="b.mp4", passthrough=True)) is None

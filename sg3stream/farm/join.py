@@ -14,7 +14,8 @@ import av
 import numpy as np
 
 from ..errors import UserError
-from ..job import RunOptions
+from ..job import RunOptions, uses_demo_model, weights_file
+from ..render.label import DEMO_METADATA
 from ..pipeline.batch import FrameBatch
 from ..video.encode import VideoWriter
 from ..video.probe import probe
@@ -48,12 +49,21 @@ def _batch(frames, first, pts, time_base) -> FrameBatch:
                       pts=np.array(pts, dtype=np.int64), time_base=time_base)
 
 
+def demo_metadata(options: RunOptions) -> dict | None:
+    """The demo's container tag, as `run` writes it, when the job uses the demo model."""
+    if options.passthrough:
+        return None
+    generator_file = weights_file(options.generator) or weights_file(options.encoder)
+    return DEMO_METADATA if uses_demo_model(options, generator_file) else None
+
+
 def join_segments(options: RunOptions, work_dir: str, segment_files: list[tuple[str, str]]) -> dict:
     """Encode the segments (video file, pts file) in order into options.output; return its frames and sha256."""
     info = probe(options.input)
     folder = Path(work_dir)
     writer = VideoWriter(options.output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                         codec=options.codec, crf=options.crf, preset=options.preset, colour=info.colour)
+                         codec=options.codec, crf=options.crf, preset=options.preset, colour=info.colour,
+                         metadata=demo_metadata(options))
     expected_first = 0
     try:
         for video, pts_file in segment_files:
