@@ -227,9 +227,9 @@ main()
 """
 
 
-def stand_in(kind, *args, **popen):
+def stand_in(kind, *args):
     return subprocess.Popen([sys.executable, "-c", STAND_IN, str(Path(__file__).parent), kind, *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc, timeout=90):
@@ -316,12 +316,17 @@ def test_sigterm_ends_a_run_whose_landmark_worker_is_stopped(tmp_path):
                     "--batch-size", "2", "--stall-timeout", "0", "--log-format", "json")
     deadline = time.monotonic() + 60
     stopped = None
-    while proc.poll() is None and stopped is None and time.monotonic() < deadline:
-        stopped = stopped_child(proc.pid)
-        time.sleep(0.05)
-    assert stopped is not None, "the worker never stopped"
-    proc.send_signal(signal.SIGTERM)
-    code, err = finish(proc)
+    try:
+        while proc.poll() is None and stopped is None and time.monotonic() < deadline:
+            stopped = stopped_child(proc.pid)
+            time.sleep(0.05)
+        assert stopped is not None, "the worker never stopped"
+        proc.send_signal(signal.SIGTERM)
+        code, err = finish(proc)
+    finally:
+        proc.kill()
+        if stopped is not None and process_state(stopped) == "T":
+            os.kill(stopped, signal.SIGKILL)  # the test failed: leave no stopped process behind
     assert code == 130, err
     assert err == ["error: interrupted; nothing was written to the output path"]
     assert process_state(stopped) in (None, "Z")
@@ -331,8 +336,8 @@ def test_sigterm_ends_a_run_whose_landmark_worker_is_stopped(tmp_path):
 def test_sigterm_during_the_final_write_removes_the_partial_file(tmp_path):
     """Was: killed with 143, the hidden .partial file left beside the output (Ctrl-C already went this way)."""
     folder = work_dir(tmp_path)
-    code, err = finish(stand_in(f"commit-signal-{int(signal.SIGTERM)}", "run", "--passthrough", folder / "in.mp4", "-o",
-                                folder / "out.mp4", "--log-format", "json"))
+    code, err = finish(stand_in(f"commit-signal-{int(signal.SIGTERM)}", "run", "--passthrough", folder / "in.mp4",
+                                "-o", folder / "out.mp4", "--log-format", "json"))
     assert code == 130, err
     assert err == ["error: interrupted; nothing was written to the output path"]
     assert sorted(p.name for p in folder.iterdir()) == ["in.mp4"]

@@ -62,6 +62,7 @@ def _exit_now_if_threads_left(code: int) -> None:
     """A pipeline worker still inside a native call (torch) when the run gave up on it: a normal exit would run
     libtorch's static destructors under it and abort (exit 134). The output is already removed: end right here."""
     if threads_left_running():
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe must not stop the exit
+                stream.flush()
         os._exit(code)
