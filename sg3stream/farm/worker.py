@@ -111,7 +111,7 @@ def run_segment(options: RunOptions, segment: Segment, work_dir: str, total_fram
         out = SegmentFile(folder, segment, reader.info.time_base, reader.info.fps)
         sink = crash_once_hook(out, segment) if os.environ.get(CRASH_ENV) else out.write
         try:
-            Pipeline(reader, stages, sink, queue_size=options.queue_size).run()
+            Pipeline(reader, stages, sink, queue_size=options.queue_size, stall_timeout_s=options.stall_timeout).run()
             result = out.commit(found_face(stages))
         except BaseException:
             out.abort()

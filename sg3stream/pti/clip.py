@@ -127,7 +127,8 @@ def collect_samples(options, models) -> PTISamples:
     ]
     collector = FrameCollector(options.pti_frames)
     reader = FrameReader(options.input, batch_size=batch, decoder=options.decoder, hwdec=options.hwdec)
-    Pipeline(reader, stages, collector, queue_size=options.queue_size, sink_name="collect").run()
+    Pipeline(reader, stages, collector, queue_size=options.queue_size, sink_name="collect",
+             stall_timeout_s=options.stall_timeout).run()
     return collector.samples()
 
 
