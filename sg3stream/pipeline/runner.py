@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import StageError, UserError
 from .batch import FrameBatch
+from .contract import Chain, batch_bytes, drop_keys
 from .stage import Stage
 
 POLL_S = 0.05
@@ -109,13 +110,17 @@ class _Worker:
 class Pipeline:
     """Runs `source -> stages -> sink` with bounded queues. Use once: `stats = Pipeline(...).run()`."""
 
-    def __init__(self, source: Iterable[FrameBatch], stages: list[Stage], sink: Callable[[FrameBatch], None],
+    def __init__(self, source: Iterable[FrameBatch], stages: list[Stage] | Chain, sink: Callable[[FrameBatch], None],
                  *, queue_size: int = 4, source_name: str = "decode", sink_name: str = "encode",
-                 sequential: bool = False, stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S):
+                 sequential: bool = False, stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S,
+                 max_frames_in_flight: int | None = None):
         if queue_size < 1:
             raise UserError("--queue-size must be at least 1")
         if stall_timeout_s is not None and stall_timeout_s < 0:
             raise UserError("--stall-timeout must be 0 (off) or a number of seconds")
+        # the stages' declarations, checked; a plain list is checked here (undeclared stages read nothing)
+        self.chain = stages if isinstance(stages, Chain) else Chain(stages, sink_name=sink_name)
+        stages = self.chain.stages
         self.source = source
         self.stages = stages
         self.sink = sink
@@ -128,6 +133,13 @@ class Pipeline:
         self.error_lock = threading.Lock()
         names = [source_name] + [s.name for s in stages] + [sink_name]
         self.workers = [_Worker(n, StageStats(n)) for n in names]
+        # Frames between the source and the sink: the source waits while `max_frames_in_flight` are out (None: only
+        # the queues bound them). Bytes per frame as each queue received them, for run.json.
+        self.max_frames_in_flight = max_frames_in_flight
+        self.frames_in_flight = 0
+        self.peak_frames_in_flight = 0
+        self.in_flight_changed = threading.Condition()
+        self.bytes_per_frame = [0] * (len(stages) + 1)  # peak, per queue: after the source, after each stage
 
     # --- public -------------------------------------------------------------------------------------
 
@@ -144,6 +156,12 @@ class Pipeline:
     @property
     def frames_done(self) -> int:
         return self.workers[-1].stats.frames
+
+    def memory(self) -> dict:
+        """What the frames in flight held: the peak count, and the peak bytes per frame entering each queue."""
+        names = [w.name for w in self.workers[:-1]]
+        return {"max_frames_in_flight": self.max_frames_in_flight, "peak_frames_in_flight": self.peak_frames_in_flight,
+                "bytes_per_frame_after": dict(zip(names, self.bytes_per_frame))}
 
     def run(self, on_tick: Callable[["Pipeline"], None] | None = None, tick_s: float = 0.25) -> list[StageStats]:
         """Run to the end; raise the first error (UserError as is, others as StageError) or Interrupted."""
@@ -206,6 +224,7 @@ class Pipeline:
                 batch = timed(worker, self.stages[k], batch)
                 if batch is None:
                     return
+                batch = self._leaving(k + 1, batch)
                 self._count(worker.stats, batch, 0.0)
             sink = workers[-1]
             sink.current = batch.frame_range
@@ -223,11 +242,13 @@ class Pipeline:
                 batch = timed(workers[0], next, iterator, None)
                 if batch is None:
                     break
+                batch = self._leaving(0, batch)
                 self._count(workers[0].stats, batch, 0.0)
                 push(0, batch)
             for k, stage in enumerate(self.stages):
                 workers[k + 1].current = None
                 for held in timed(workers[k + 1], stage.flush):
+                    held = self._leaving(k + 1, held)
                     self._count(workers[k + 1].stats, held, 0.0)
                     push(k + 1, held)
         except KeyboardInterrupt:
@@ -319,7 +340,9 @@ class Pipeline:
                 break
             worker.current = batch.frame_range
             self._count(stats, batch, time.perf_counter() - t0)
-            self._put(out, batch, worker)
+            worker.busy_since = None  # waiting for room in the frame budget is backpressure, not a stall
+            self._admit(batch)
+            self._put(out, self._leaving(0, batch), worker)
         self._put(out, _END, worker)
 
     def _run_sink(self, worker: _Worker) -> None:
@@ -331,15 +354,43 @@ class Pipeline:
             worker.current = batch.frame_range
             t0 = time.perf_counter()
             self.sink(batch)
+            self._release(batch)
             self._count(stats, batch, time.perf_counter() - t0)
 
     def _stage_target(self, i: int, stage: Stage) -> Callable[[_Worker], None]:
-        inp, out = self.queues[i], self.queues[i + 1]
         if stage.executor == "process":
-            return lambda worker: self._run_process_stage(worker, stage, inp, out)
-        return lambda worker: self._run_thread_stage(worker, stage, inp, out)
+            return lambda worker: self._run_process_stage(worker, i, stage)
+        return lambda worker: self._run_thread_stage(worker, i, stage)
 
-    def _run_thread_stage(self, worker: _Worker, stage: Stage, inp: queue.Queue, out: queue.Queue) -> None:
+    def _leaving(self, position: int, batch: FrameBatch) -> FrameBatch:
+        """A batch as it leaves worker `position` (0: the source, k: stage k): without the keys no later stage
+        reads, and measured."""
+        if position > 0:
+            batch = drop_keys(batch, self.chain.links[position - 1].drops)
+        if len(batch):
+            per_frame = batch_bytes(batch) // len(batch)
+            if per_frame > self.bytes_per_frame[position]:
+                self.bytes_per_frame[position] = per_frame
+        return batch
+
+    def _admit(self, batch: FrameBatch) -> None:
+        """The source waits here until the batch's frames fit in `max_frames_in_flight` (one batch always fits)."""
+        with self.in_flight_changed:
+            while (self.max_frames_in_flight is not None and self.frames_in_flight > 0
+                   and self.frames_in_flight + len(batch) > self.max_frames_in_flight):
+                if self.stop_flag.is_set():
+                    raise _Stopped
+                self.in_flight_changed.wait(POLL_S)
+            self.frames_in_flight += len(batch)
+            self.peak_frames_in_flight = max(self.peak_frames_in_flight, self.frames_in_flight)
+
+    def _release(self, batch: FrameBatch) -> None:
+        with self.in_flight_changed:
+            self.frames_in_flight -= len(batch)
+            self.in_flight_changed.notify_all()
+
+    def _run_thread_stage(self, worker: _Worker, i: int, stage: Stage) -> None:
+        inp, out = self.queues[i], self.queues[i + 1]
         stats = worker.stats
         t0 = time.perf_counter()
         stage.setup()
@@ -355,6 +406,7 @@ class Pipeline:
                 busy = time.perf_counter() - t0
                 stats.busy_s += busy
                 if result is not None:
+                    result = self._leaving(i + 1, result)
                     self._count(stats, result, 0.0)
                     self._put(out, result, worker)
             worker.current = None
@@ -362,14 +414,16 @@ class Pipeline:
             held = stage.flush()
             stats.busy_s += time.perf_counter() - t0
             for result in held:
+                result = self._leaving(i + 1, result)
                 self._count(stats, result, 0.0)
                 self._put(out, result, worker)
             self._put(out, _END, worker)
         finally:
             stage.close()
 
-    def _run_process_stage(self, worker: _Worker, stage: Stage, inp: queue.Queue, out: queue.Queue) -> None:
+    def _run_process_stage(self, worker: _Worker, i: int, stage: Stage) -> None:
         """Map batches over a process pool, at most 2 per process in flight, results in input order."""
+        inp, out = self.queues[i], self.queues[i + 1]
         stats = worker.stats
         # spawn, not fork: the parent has threads (and maybe torch/OpenMP state) that fork would copy broken.
         pool = cf.ProcessPoolExecutor(max_workers=stage.processes, mp_context=multiprocessing.get_context("spawn"),
@@ -391,6 +445,7 @@ class Pipeline:
             if result is not None and result.frames is None:
                 result.frames = sent.frames  # the worker left them unchanged and did not send them back
             if result is not None:
+                result = self._leaving(i + 1, result)
                 self._count(stats, result, 0.0)
                 self._put(out, result, worker)
 
