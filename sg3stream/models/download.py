@@ -6,7 +6,9 @@
   digest is given, and an atomic rename into place. A failed checksum deletes the partial file: nothing is left.
 - `download_model(name)`: the same for a registry entry, into models_dir().
 - `resolve_weights(name_or_path)`: a path that exists, or a registry name whose file is cached; otherwise a
-  UserError that says how to get it (`sg3stream models download NAME`).
+  UserError that says how to get it (`sg3stream models download NAME`). Names are resolved by
+  resolve.resolve_model, as everywhere else.
+- `describe_models()`: every name `resolve_model` accepts, with the size and sha256 known for it (`models list`).
 
 Only the standard library is used (urllib).
 """
@@ -24,7 +26,8 @@ from sg3stream.errors import UserError
 
 from .registry import REGISTRY, ModelEntry, get_entry
 
-__all__ = ["models_dir", "download", "download_model", "resolve_weights", "cached_path", "sha256_file"]
+__all__ = ["models_dir", "download", "download_model", "resolve_weights", "cached_path", "sha256_file",
+           "describe_models"]
 
 Progress = Callable[[int, "int | None"], None]
 CHUNK = 1 << 20
@@ -146,20 +149,45 @@ def download_model(name: str, *, progress: Progress | None = None, force: bool =
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     """A path to existing weights: `name_or_path` itself when it is a file, else the cached file of a registry name.
 
-    Raises UserError when neither, naming the command that downloads it.
+    Raises UserError when neither (resolve.resolve_model says how to get it), or for a built-in name (no file).
     """
-    p = Path(name_or_path).expanduser()
-    if p.is_file():
-        return p
-    name = str(name_or_path)
-    if name in REGISTRY:
-        c = cached_path(name)
-        if c.is_file():
-            return c
-        entry = REGISTRY[name]
-        how = (f"run `sg3stream models download {name}`" if entry.url else f"download it by hand from {entry.page}")
-        raise UserError(f"{name} is not downloaded yet (looked in {c}); {how}")
-    if p.suffix or os.sep in name or "/" in name:
-        raise UserError(f"weights file not found: {p}")
-    raise UserError(f"{name!r} is neither a file nor a known model name; known names: {', '.join(REGISTRY)} "
-                    f"(get one with `sg3stream models download NAME`)")
+    from .resolve import resolve_model
+
+    source = resolve_model(name_or_path)
+    if source.path is None:
+        raise UserError(f"{source.spec} is a built-in model (random weights from a fixed seed): it has no weights file")
+    return source.path
+
+
+def recorded_sha256(path: Path) -> str | None:
+    """The sha256 that `download` wrote beside `path` (NAME.sha256), if any."""
+    try:
+        digest = path.with_name(path.name + ".sha256").read_text().split()[0].lower()
+    except (OSError, IndexError):
+        return None
+    return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
+
+
+def describe_models() -> list[dict]:
+    """The built-in names and the registry, each with what is known: size and sha256 (the registry's, else the
+    cached file's size and the sum recorded when it was downloaded), whether it is cached, where it comes from."""
+    from .resolve import builtin_names
+
+    rows = [dict(name=name, kind="built-in", size=None, sha256=None, sha256_from=None, cached=None, url=None,
+                 page=None, description="no file: weights from a fixed seed (demo: generator and encoder for "
+                                        "trying the pipeline; the others: benchmarks)")
+            for name in builtin_names()]
+    for name, entry in REGISTRY.items():
+        path = models_dir() / entry.filename
+        cached = path.exists()
+        size = entry.size
+        if size is None and path.is_file():
+            size = path.stat().st_size
+        sha, sha_from = entry.sha256, "registry" if entry.sha256 else None
+        if sha is None and path.is_file():
+            sha = recorded_sha256(path)
+            sha_from = "download" if sha else None
+        rows.append(dict(name=name, kind=entry.kind, size=size, sha256=sha, sha256_from=sha_from,
+                         cached=str(path) if cached else None, url=entry.url, page=entry.page,
+                         description=entry.description))
+    return rows
