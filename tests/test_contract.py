@@ -43,7 +43,7 @@ def test_what_the_sink_reads_is_kept_and_context_adds_up():
     chain = Chain([stage("align", ["frames"], ["crop"], before=18, after=18),
                    stage("smooth", ["crop"], ["latents_smoothed"], before=60, after=60)],
                   sink_reads=["crop", "latents_smoothed"], sink_name="collect")
-    assert all(not link.drops for link in chain.links)
+    assert [link.drops for link in chain.links] == [("frames",), ()]  # the sink reads no picture
     assert chain.context == (78, 78)
     assert chain.table()[1] == {"stage": "smooth", "reads": ["crop"], "writes": {"latents_smoothed": "[N, F] float32"},
                                 "drops": [], "context": [60, 60]}
@@ -128,3 +128,17 @@ def test_without_a_budget_the_queues_fill():
     pipeline = Pipeline(source(64), [Holds(4), Writes("w", "k")], lambda b: time.sleep(0.002), queue_size=8)
     pipeline.run()
     assert pipeline.peak_frames_in_flight > 20
+
+
+def test_the_picture_goes_after_its_last_reader_when_a_later_stage_decodes_it_again():
+    chain = Chain([stage("landmarks", ["frames"], ["landmarks"]), stage("align", ["frames", "landmarks"], ["crop"]),
+                   stage("smooth", ["crop"], ["latents"]), stage("redecode", [], ["frames"]),
+                   stage("paste", ["frames", "latents"], ["frames"])])
+    assert {link.name: link.drops for link in chain.links} == {
+        "landmarks": (), "align": ("frames", "landmarks"), "smooth": ("crop",), "redecode": (), "paste": ("latents",)}
+    batch = FrameBatch(frames=np.zeros((2, 4, 4, 3), np.uint8), index=np.arange(2), pts=np.arange(2), time_base=1)
+    assert drop_keys(batch, ["frames"]).frames is None and batch.frames is not None
+    # without a sink that reads it, the picture goes after its last reader (PTI's first pass)
+    chain = Chain([stage("align", ["frames"], ["crop"]), stage("smooth", ["crop"], ["latents"])],
+                  sink_reads=["crop", "latents"])
+    assert chain.links[0].drops == ("frames",)

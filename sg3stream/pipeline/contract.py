@@ -75,6 +75,7 @@ class Chain:
         self.links = [declared(s) for s in self.stages]
         self.sink_reads = tuple(sink_reads)
         self.sink_name = sink_name
+        self.checked = True
         self.keys: dict[str, Key] = {FRAMES.name: FRAMES}
         for link in self.links:
             for name in link.reads:
@@ -93,21 +94,33 @@ class Chain:
                 f"(written before it: {written})")
 
     def _plan_drops(self) -> None:
-        """Each data key goes after its last reader (or right after its writer when nobody reads it)."""
-        last: dict[str, int] = {}
+        """Each key goes after its last reader (right after its writer when nobody reads it). A key that a later
+        stage writes again (the picture, redecoded for the paste) goes after the last reader of its old value."""
+        last: dict[str, int] = {}  # key -> the stage that last needs its current value
+        drops: dict[int, set[str]] = {}
         for i, link in enumerate(self.links):
-            for key in link.writes:
-                last[key.name] = i  # written: lives at least to here (a rewrite extends it)
             for name in link.reads:
                 last[name] = i
+            for key in link.writes:
+                if key.name in last and key.name not in link.reads:
+                    drops.setdefault(last[key.name], set()).add(key.name)  # replaced here: the old value can go
+                last[key.name] = i
         for name in self.sink_reads:
             last.pop(name, None)  # the sink needs it: never dropped
-        last.pop(FRAMES.name, None)  # frames are the batch's own field, not a data key
-        drops: dict[int, list[str]] = {}
         for name, i in last.items():
-            drops.setdefault(i, []).append(name)
+            drops.setdefault(i, set()).add(name)
         for i, link in enumerate(self.links):
             link.drops = tuple(sorted(drops.get(i, ())))
+
+    @classmethod
+    def unchecked(cls, stages: Sequence, sink_name: str = "encode") -> "Chain":
+        """Stages as given, nothing checked and nothing dropped: for a source whose batches already carry keys
+        (tests feeding a stage hand-made batches) and a sink that may read anything."""
+        chain = cls.__new__(cls)
+        chain.stages, chain.links = list(stages), [declared(s) for s in stages]
+        chain.sink_reads, chain.sink_name, chain.checked = (), sink_name, False
+        chain.keys = {FRAMES.name: FRAMES, **{k.name: k for link in chain.links for k in link.writes}}
+        return chain
 
     @property
     def context(self) -> tuple[int, int]:
@@ -122,13 +135,17 @@ class Chain:
 
 
 def drop_keys(batch, names: Iterable[str]):
-    """The batch without the given data keys (a shallow copy: other holders of the batch keep theirs)."""
-    names = [n for n in names if n in batch.data]
+    """The batch without the given keys (a shallow copy: other holders of the batch keep theirs); dropping
+    "frames" leaves the batch without its picture (frames None) until a stage writes it again."""
+    names = [n for n in names if n in batch.data or (n == FRAMES.name and batch.frames is not None)]
     if not names:
         return batch
     out = batch.replace()
     for name in names:
-        del out.data[name]
+        if name == FRAMES.name:
+            out.frames = None
+        else:
+            del out.data[name]
     return out
 
 

@@ -118,8 +118,8 @@ class Pipeline:
             raise UserError("--queue-size must be at least 1")
         if stall_timeout_s is not None and stall_timeout_s < 0:
             raise UserError("--stall-timeout must be 0 (off) or a number of seconds")
-        # the stages' declarations, checked; a plain list is checked here (undeclared stages read nothing)
-        self.chain = stages if isinstance(stages, Chain) else Chain(stages, sink_name=sink_name)
+        # A chain from the builder has been checked and says which keys to drop where; a plain list runs as given.
+        self.chain = stages if isinstance(stages, Chain) else Chain.unchecked(stages, sink_name=sink_name)
         stages = self.chain.stages
         self.source = source
         self.stages = stages
