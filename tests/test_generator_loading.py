@@ -1,16 +1,13 @@
 """load_generator: every accepted format, safe unpickling, and clear errors for bad input."""
 import os
 import pickle
-import sys
-import types
-from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from model_files import persistent_tree, write_official_pickle
 from sg3stream.errors import UserError
 from sg3stream.models import convert_generator, generator_from_state_dict, infer_generator_config, load_generator
 from sg3stream.models.configs import BUILTIN_GENERATORS
@@ -26,48 +23,6 @@ def small():
     return Generator(**SMALL, seed=1).eval()
 
 
-# -- official-format pickles written by the tests (the persistence reconstructor is faked by name) -----------------
-
-def _fake_reconstruct(meta):
-    raise AssertionError("never called when writing")
-
-
-class _Persistent:
-    def __init__(self, class_name, state):
-        self.class_name, self.state = class_name, state
-
-    def __reduce__(self):
-        meta = dict(type="class", version=6, module_src="# placeholder", class_name=self.class_name, state=self.state)
-        return _fake_reconstruct, (meta,)
-
-
-def _persistent_tree(module, class_name, init_kwargs=None):
-    # an official module has only the persistent buffers (ours add derived, non-persistent ones such as coords)
-    buffers = OrderedDict((k, v) for k, v in module._buffers.items() if k not in module._non_persistent_buffers_set)
-    state = {"training": False, "_parameters": OrderedDict(module._parameters), "_buffers": buffers,
-             "_non_persistent_buffers_set": set(), "_init_args": (), "_init_kwargs": init_kwargs or {},
-             "_modules": OrderedDict((n, _persistent_tree(m, type(m).__name__)) for n, m in module._modules.items()),
-             "size": np.asarray([4, 4]), "gain": np.float64(0.5)}
-    return _Persistent(class_name, state)
-
-
-def write_official_pickle(path, top: dict):
-    persistence = types.ModuleType("torch_utils.persistence")
-    persistence._reconstruct_persistent_obj = _fake_reconstruct
-    _fake_reconstruct.__module__, _fake_reconstruct.__qualname__ = "torch_utils.persistence", "_reconstruct_persistent_obj"
-    saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence")}
-    sys.modules["torch_utils"] = types.ModuleType("torch_utils")
-    sys.modules["torch_utils.persistence"] = persistence
-    try:
-        Path(path).write_bytes(pickle.dumps(top, protocol=4))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-
-
 def _same_weights(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -76,7 +31,7 @@ def _same_weights(a, b):
 # -- accepted formats ---------------------------------------------------------------------------------------------
 
 def test_official_pickle_written_here(tmp_path, small):
-    write_official_pickle(tmp_path / "g.pkl", {"G_ema": _persistent_tree(small, "Generator", SMALL), "D": None})
+    write_official_pickle(tmp_path / "g.pkl", {"G_ema": persistent_tree(small, "Generator", SMALL), "D": None})
     G = load_generator(tmp_path / "g.pkl")
     assert _same_weights(G, small) and not G.training
 
@@ -143,13 +98,15 @@ def test_pt_file_with_code_is_refused(tmp_path):
 
 # -- bad input -------------------------------------------------------------------------------------------------------
 
-def test_missing_file_or_unknown_name():
-    with pytest.raises(UserError, match="no such file or built-in.*accepted"):
+def test_missing_file_or_unknown_name(tmp_path):
+    with pytest.raises(UserError, match="neither a file nor a generator name.*sg3stream models list"):
         load_generator("no-such-generator")
+    with pytest.raises(UserError, match="generator file not found"):
+        load_generator(tmp_path / "g.pkl")
 
 
 def test_truncated_and_corrupt_files(tmp_path, small):
-    write_official_pickle(tmp_path / "g.pkl", {"G_ema": _persistent_tree(small, "Generator", SMALL)})
+    write_official_pickle(tmp_path / "g.pkl", {"G_ema": persistent_tree(small, "Generator", SMALL)})
     data = (tmp_path / "g.pkl").read_bytes()
     (tmp_path / "trunc.pkl").write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="truncated or corrupt"):
@@ -208,7 +165,7 @@ def _stylegan2_like():
 
 def test_stylegan2_pickle_and_state_dict_are_refused(tmp_path):
     G2 = _stylegan2_like()
-    write_official_pickle(tmp_path / "sg2.pkl", {"G_ema": _persistent_tree(G2, "Generator", {"z_dim": 8})})
+    write_official_pickle(tmp_path / "sg2.pkl", {"G_ema": persistent_tree(G2, "Generator", {"z_dim": 8})})
     with pytest.raises(UserError, match="StyleGAN2"):
         load_generator(tmp_path / "sg2.pkl")
     torch.save(G2.state_dict(), tmp_path / "sg2.pt")
@@ -247,3 +204,36 @@ def test_bench_synthesis_reports_images_per_s_and_naive_ratio(tmp_path, small):
     skipped = bench_synthesis(str(tmp_path / "small.pt"), batch_sizes=(1, 10 ** 6), time_budget_s=0.0, repeats=1,
                               compare_naive=False)
     assert skipped[1]["skipped"] and "budget" in skipped[1]["reason"]
+
+
+# -- the demo says it is the demo (issue 13, item 12) -----------------------------------------------------------------
+
+def _demo_warnings(caplog):
+    return [r for r in caplog.records if r.name.startswith("sg3stream") and r.levelname == "WARNING"
+            and "demo model" in r.getMessage()]
+
+
+def test_the_python_api_warns_once_when_it_loads_the_demo(caplog, tmp_path, small):
+    from sg3stream.models import load_encoder
+
+    caplog.set_level("WARNING", logger="sg3stream")
+    for load in (lambda: load_generator("demo"), lambda: load_encoder("demo"),
+                 lambda: load_encoder("demo", generator="demo")):
+        caplog.clear()
+        load()
+        (record,) = _demo_warnings(caplog)
+        assert "fixed-seed random weights" in record.getMessage() and "not real results" in record.getMessage()
+    caplog.clear()
+    torch.save(small.state_dict(), tmp_path / "small.pt")
+    load_generator(tmp_path / "small.pt")
+    assert _demo_warnings(caplog) == []
+
+
+def test_a_run_on_the_demo_warns_once(caplog):
+    from sg3stream.models.bundle import Models
+
+    caplog.set_level("WARNING", logger="sg3stream")
+    for models in (Models(device="cpu"), Models(device="cpu", generator="demo")):
+        caplog.clear()
+        models.encoder()
+        assert len(_demo_warnings(caplog)) == 1, [r.getMessage() for r in caplog.records]

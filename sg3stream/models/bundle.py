@@ -54,13 +54,15 @@ class Models:
             from .loading import load_generator
             from .restyle import load_encoder
 
+            # One demo warning per run: this notice (which names the run's options), or else the loaders' own
+            # warning when only one of the two models is the demo.
             if self.is_demo:
                 log.warning(DEMO_NOTICE)
             generator = None
             if self.generator_spec is not None:
-                generator = load_generator(self.generator_spec, device=str(self.device))
+                generator = load_generator(self.generator_spec, device=str(self.device), warn_demo=not self.is_demo)
             encoder = load_encoder(self.encoder_spec or "demo", generator=generator, device=self.device,
-                                   engine=self.engine)
+                                   engine=self.engine, warn_demo=not self.is_demo)
             encoder.eval()
             self._generator = encoder.generator.eval()
             self._synthesis = self._generator.synthesis

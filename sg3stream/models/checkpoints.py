@@ -9,6 +9,11 @@ that official ReStyle checkpoints put in their `opts`:
 
 Anything else (a pickled class, a function, an NVlabs network pickle) is refused with a `UserError` naming the
 object that was refused.
+
+torch's weights-only unpickler does not bound the work a pickle causes (a dict key of 60 nested pairs of one
+tuple takes 2^60 steps to hash; a deeply nested one crashes the interpreter), so `check_torch_pickles` scans the
+pickles of a torch file first (limits.check_pickle), and tensors of the old (non-zip) format, whose storages torch
+grows on demand, must fit in the file.
 """
 from __future__ import annotations
 
@@ -17,13 +22,19 @@ import io
 import os
 import pathlib
 import pickle
+import zipfile
 from typing import Any, BinaryIO
 
 import torch
 
 from sg3stream.errors import UserError
 
-__all__ = ["ALLOWED_GLOBALS", "safe_torch_load"]
+from .limits import UnreadablePickle, check_pickle
+
+__all__ = ["ALLOWED_GLOBALS", "check_torch_pickles", "check_tensor_bytes", "safe_torch_load"]
+
+LEGACY_PICKLES = 5  # torch's non-zip format: magic number, protocol, sys info, the object, storage keys
+MAX_DATA_PKL = 1 << 30  # the pickle inside a torch zip (tensor data lives beside it)
 
 # (object, the name it has in a pickle). Only what ReStyle checkpoints need.
 ALLOWED_GLOBALS: list[Any] = [
@@ -47,9 +58,13 @@ def safe_torch_load(source: str | os.PathLike | BinaryIO | bytes, *, what: str =
         p = pathlib.Path(source)
         if not p.is_file():
             raise UserError(f"{what} not found: {p} (expected a path to an existing .pt file)")
+    legacy = check_torch_pickles(source, what=f"{what} {name}")
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            return torch.load(source, map_location="cpu", weights_only=True)
+            obj = torch.load(source, map_location="cpu", weights_only=True)
+        if legacy:
+            check_tensor_bytes(obj, _stream_size(source), what=f"{what} {name}")
+        return obj
     except pickle.UnpicklingError as e:
         msg = str(e)
         refused = ""
@@ -66,3 +81,72 @@ def safe_torch_load(source: str | os.PathLike | BinaryIO | bytes, *, what: str =
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise UserError(f"{what} {name} is not a readable torch checkpoint: {type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def check_torch_pickles(source, what: str = "checkpoint") -> bool:
+    """Scan the pickles torch.load would unpickle from `source` (a path or a seekable binary stream, left where it
+    was); raise UserError when one is out of bounds. Returns True for the old (non-zip) format.
+
+    Pickles that cannot be parsed are left to torch.load, which stops at the same place with its own error.
+    """
+    own = isinstance(source, (str, os.PathLike))
+    f = open(source, "rb") if own else source
+    start = f.tell()
+    try:
+        head = f.read(4)
+        f.seek(start)
+        if head.startswith(b"PK"):
+            try:
+                with zipfile.ZipFile(f) as archive:
+                    for info in archive.infolist():
+                        if info.filename == "data.pkl" or info.filename.endswith("/data.pkl"):
+                            if info.file_size > MAX_DATA_PKL:  # read as a stream, up to the size it declares
+                                raise UserError(f"{what}: its {info.filename} has {info.file_size} bytes "
+                                                f"(a checkpoint's has a few MB)")
+                            with archive.open(info) as member:
+                                check_pickle(member, f"{what} ({info.filename})")
+            except UnreadablePickle:
+                pass
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+                pass  # torch.load reports a broken archive
+            return False
+        try:
+            for _ in range(LEGACY_PICKLES):
+                check_pickle(f, what)
+        except UnreadablePickle:
+            pass
+        return True
+    finally:
+        if own:
+            f.close()
+        else:
+            f.seek(start)
+
+
+def check_tensor_bytes(obj, limit: int, what: str = "checkpoint") -> None:
+    """The tensors in `obj` (dicts, lists, tuples, Namespaces) may not hold more bytes than the file (`limit`)."""
+    total, seen, todo = 0, set(), [obj]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            total += item.untyped_storage().nbytes()
+            if total > limit:
+                raise UserError(f"{what} has tensors larger than the data the file stores ({limit} bytes)")
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+        elif isinstance(item, argparse.Namespace):
+            todo.extend(vars(item).values())
+
+
+def _stream_size(source) -> int:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.getsize(source)
+    position = source.tell()
+    size = source.seek(0, io.SEEK_END)
+    source.seek(position)
+    return size

@@ -6,11 +6,22 @@
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
 from .stylegan3 import Generator
+
+log = logging.getLogger("sg3stream")
+
+DEMO_WARNING = ("the demo model has fixed-seed random weights: its faces are not real results (it shows the "
+                "pipeline at work). For real edits load official weights: see `sg3stream models list`.")
+
+
+def warn_demo_model() -> None:
+    """Say, on the `sg3stream` logger, that the demo model's output is not a real result."""
+    log.warning(DEMO_WARNING)
 
 
 @dataclass(frozen=True)

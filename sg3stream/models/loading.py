@@ -8,6 +8,11 @@ Accepted inputs of `load_generator(path_or_name)`, recognised by content (not by
   `torch.load(weights_only=True)`; also {"G_ema": state_dict}. The architecture is inferred from names and shapes.
 - the project's format (`convert_generator` writes it): one safetensors file whose metadata holds
   {"format": "sg3stream.generator", "config": JSON of the Generator constructor arguments}.
+- a name from `sg3stream models list` whose file is in the cache (names are resolved by resolve.resolve_model).
+
+Whatever the file, the work it can cause is bounded (limits.py) and every failure is one UserError line: pickles are
+scanned before they are unpickled, and a configuration (stored or inferred from tensor shapes) is checked against
+sane ranges and its parameter count before the Generator is built.
 """
 from __future__ import annotations
 
@@ -22,31 +27,36 @@ import torch
 
 from sg3stream.errors import UserError
 
-from .configs import BUILTIN_GENERATORS, build_builtin
+from .configs import BUILTIN_GENERATORS, build_builtin, warn_demo_model
+from .limits import MAX_CONFIG_CHARS, MAX_LAYERS, check_generator_config
 from .official_pickle import PersistentObject, read_official_pickle
+from .resolve import resolve_model
 from .stylegan3 import Generator, synthesis_layer_specs
 
 PROJECT_FORMAT = "sg3stream.generator"
-ACCEPTED = ("accepted: a built-in name (" + ", ".join(BUILTIN_GENERATORS) + "), an official NVlabs StyleGAN3 "
+ACCEPTED = ("accepted: a built-in name (" + ", ".join(BUILTIN_GENERATORS) + "), a downloaded name from "
+            "`sg3stream models list`, an official NVlabs StyleGAN3 "
             "pickle (.pkl with G_ema), a StyleGAN3 state dict with the official key names (.pt), or a file "
             "written by `sg3stream models convert` (.safetensors)")
 IGNORED_KEYS = ("synthesis.input.transform",)
-_LAYER_KEY = re.compile(r"^synthesis\.L(\d+)_(\d+)_(\d+)\.weight$")
+# Numbers of at most 9 digits: int() of a 10^5-digit name would raise (and cost) more than a refusal.
+_LAYER_KEY = re.compile(r"^synthesis\.L(\d{1,9})_(\d{1,9})_(\d{1,9})\.weight$")
 
 
-def load_generator(path_or_name, device="cpu", force_fp32=False) -> Generator:
+def load_generator(path_or_name, device="cpu", force_fp32=False, *, warn_demo=True) -> Generator:
     """The generator named or stored at `path_or_name`, in eval mode without gradients, on `device`.
 
     force_fp32: never use the fp16 layers (which otherwise run on CUDA like the official code).
+    warn_demo: log a warning on the `sg3stream` logger when this is the demo generator (random weights); callers
+               that have already said so (the run command) pass False.
     """
-    name = str(path_or_name)
-    if name in BUILTIN_GENERATORS:
-        G = build_builtin(name)
+    source = resolve_model(path_or_name, "generator")
+    if source.builtin is not None:
+        if source.is_demo and warn_demo:
+            warn_demo_model()
+        G = build_builtin(source.builtin)
     else:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise UserError(f"generator '{name}': no such file or built-in generator; {ACCEPTED}")
-        G = _load_generator_file(path)
+        G = _load_generator_file(source.path)
     G = G.eval().requires_grad_(False).to(device)
     G.synthesis.force_fp32 = bool(force_fp32)
     return G
@@ -56,7 +66,7 @@ def convert_generator(src, dst) -> Path:
     """Load any accepted generator from `src` and write it to `dst` in the project format (safetensors)."""
     from safetensors.torch import save_file
 
-    G = load_generator(src)
+    G = load_generator(src, warn_demo=False)  # a conversion renders nothing
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise UserError(f"output '{dst}': the project format is a .safetensors file; give a name ending in .safetensors")
@@ -79,6 +89,15 @@ def _json_default(value):
 # Files
 
 def _load_generator_file(path: Path) -> Generator:
+    try:
+        return _read_generator_file(path)
+    except (RecursionError, MemoryError) as e:  # the limits should prevent these; still one line if they do not
+        need = "nesting" if isinstance(e, RecursionError) else "memory"
+        raise UserError(f"generator '{path}': the file needs more {need} than this program allows for a model; "
+                        f"{ACCEPTED}") from None
+
+
+def _read_generator_file(path: Path) -> Generator:
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) < 8:
@@ -106,23 +125,54 @@ def _load_official_pickle(path: Path) -> Generator:
         raise UserError(f"generator '{path}': the pickle is truncated or corrupt ({type(e).__name__}: {e}); "
                         f"{ACCEPTED}") from None
     if not isinstance(data, dict) or "G_ema" not in data:
-        keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        # keys only by name: printing hostile objects could be unbounded work
+        keys = sorted(k if isinstance(k, str) else type(k).__name__ for k in data)[:10] if isinstance(data, dict) \
+            else type(data).__name__
         raise UserError(f"generator '{path}': the pickle has no 'G_ema' network (it holds {keys}); {ACCEPTED}")
     net = data["G_ema"]
     if not isinstance(net, PersistentObject) or net.class_name != "Generator":
         raise UserError(f"generator '{path}': 'G_ema' is not a generator network; {ACCEPTED}")
-    state_dict = net.state_dict()
-    _check_is_stylegan3(state_dict, path)
     try:
-        G = Generator(*net.init_args, **net.init_kwargs)
-    except TypeError as e:
-        raise UserError(f"generator '{path}': its constructor arguments are not those of a StyleGAN3 generator "
-                        f"({e}); {ACCEPTED}") from None
+        state_dict = net.state_dict()
+    except UserError as e:
+        raise UserError(f"generator '{path}': {e}") from None
+    _check_is_stylegan3(state_dict, path)
+    if len(net.init_args) > len(_POSITIONAL_ARGS):
+        raise UserError(f"generator '{path}': its constructor has {len(net.init_args)} positional arguments; "
+                        f"a StyleGAN3 generator takes at most {len(_POSITIONAL_ARGS)}")
+    config = dict(zip(_POSITIONAL_ARGS, net.init_args), **net.init_kwargs)
+    G = _build_generator(config, f"generator '{path}'")
     _load_state_strict(G, state_dict, path)
     return G
 
 
+_POSITIONAL_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
+
+
+def _build_generator(config, where: str) -> Generator:
+    """Generator(**config) once the config is within limits; any failure of the constructor is a UserError."""
+    config = check_generator_config(_plain(config), f"{where}: its configuration")
+    try:
+        return Generator(**config)
+    except Exception as e:  # a config that passes the range checks but still makes no network
+        raise UserError(f"{where}: its configuration does not make a StyleGAN3 generator "
+                        f"({type(e).__name__}: {str(e)[:200]}); {ACCEPTED}") from None
+
+
+def _plain(value):
+    """numpy scalars (as pickles may hold them) as Python numbers, dicts (EasyDict) as dicts; one level deep."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: (v.item() if isinstance(v, np.generic) else dict(v) if isinstance(v, dict) else v)
+                for k, v in value.items()}
+    return value
+
+
 def _load_torch_file(path: Path) -> Generator:
+    from .checkpoints import check_torch_pickles
+
+    check_torch_pickles(path, what=f"generator '{path}'")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
@@ -133,7 +183,8 @@ def _load_torch_file(path: Path) -> Generator:
         raise UserError(f"generator '{path}': cannot read it as a state dict ({type(e).__name__}); {ACCEPTED}") from None
     if isinstance(obj, dict) and isinstance(obj.get("G_ema"), dict):
         obj = obj["G_ema"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in obj.items()):
         raise UserError(f"generator '{path}': the torch file does not hold a state dict of tensors; {ACCEPTED}")
     try:
         return generator_from_state_dict(obj)
@@ -156,10 +207,17 @@ def _load_project_file(path: Path) -> Generator:
             return generator_from_state_dict(state_dict)
         except UserError as e:
             raise UserError(f"generator '{path}': {e}") from None
+    text = metadata["config"]
+    if len(text) > MAX_CONFIG_CHARS:
+        raise UserError(f"generator '{path}': its stored config has {len(text)} characters (a generator's has a few "
+                        f"hundred); {ACCEPTED}")
     try:
-        G = Generator(**json.loads(metadata["config"]))
-    except (TypeError, ValueError) as e:
-        raise UserError(f"generator '{path}': its stored config is invalid ({e}); {ACCEPTED}") from None
+        config = json.loads(text)
+    except RecursionError:
+        raise UserError(f"generator '{path}': its stored config is nested too deeply; {ACCEPTED}") from None
+    except ValueError as e:
+        raise UserError(f"generator '{path}': its stored config is not valid JSON ({e}); {ACCEPTED}") from None
+    G = _build_generator(config, f"generator '{path}'")
     _load_state_strict(G, state_dict, path)
     return G
 
@@ -170,7 +228,7 @@ def _load_project_file(path: Path) -> Generator:
 def generator_from_state_dict(state_dict) -> Generator:
     """A Generator built from the architecture inferred from the official key names and shapes, with the weights."""
     _check_is_stylegan3(state_dict)
-    G = Generator(**infer_generator_config(state_dict))
+    G = _build_generator(infer_generator_config(state_dict), "the state dict")
     _load_state_strict(G, state_dict)
     return G
 
@@ -195,6 +253,11 @@ def infer_generator_config(state_dict) -> dict:
     radial filters, channel_base/channel_max and margin. Assumed at the official defaults (not stored in weights):
     the cutoff/stopband schedule, num_critical, output_scale, mapping lr_multiplier, num_fp16_res, conv_clamp.
     """
+    for key, value in state_dict.items():  # the shapes read below, before reading them
+        ndim = 4 if _LAYER_KEY.match(key) else 2 if key in ("mapping.fc0.weight", "mapping.embed.weight",
+                                                             "synthesis.input.freqs") else None
+        if ndim is not None and value.ndim != ndim:
+            raise UserError(f"{key} has shape {list(value.shape)}; StyleGAN3's is {ndim}-D")
     fc0 = state_dict["mapping.fc0.weight"]
     w_dim = int(fc0.shape[0])
     c_dim = int(state_dict["mapping.embed.weight"].shape[1]) if "mapping.embed.weight" in state_dict else 0
@@ -209,6 +272,8 @@ def infer_generator_config(state_dict) -> dict:
         if m:
             layers[int(m.group(1))] = (int(m.group(2)), int(m.group(3)), key)
     num_layers = max(layers)
+    if num_layers > MAX_LAYERS:
+        raise UserError(f"the synthesis layers go up to L{num_layers} (at most L{MAX_LAYERS} accepted; official: L14)")
     if sorted(layers) != list(range(num_layers + 1)):
         raise UserError(f"the synthesis layers are not numbered L0..L{num_layers} (found {sorted(layers)})")
     sizes = [layers[i][0] for i in range(num_layers + 1)]
@@ -218,6 +283,11 @@ def infer_generator_config(state_dict) -> dict:
     input_channels = int(state_dict["synthesis.input.freqs"].shape[0])
     use_radial = any(k.endswith(".down_filter") and state_dict[k].ndim == 2 for k in state_dict)
 
+    # Check the sizes read from names and shapes before computing with them.
+    check_generator_config(dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
+                                img_channels=img_channels, num_layers=num_layers, conv_kernel=conv_kernel,
+                                channel_max=max(channels[:-1]), mapping_kwargs=dict(num_layers=max(mapping_layers, 1))),
+                           "the inferred configuration")
     base_spec = synthesis_layer_specs(img_resolution, img_channels, num_layers=num_layers, margin_size=0)
     margin = (sizes[0] - int(base_spec["sampling_rates"][0])) // 2
     if input_channels != channels[0]:

@@ -42,6 +42,8 @@ __all__ = ["ReStyleEncoder", "load_encoder", "encoder_from_checkpoint", "build_d
            "ENCODER_TYPES", "ENCODER_RESOLUTION"]
 
 ENCODER_RESOLUTION = 256
+MAX_STYLES = 64     # codes an encoder may output (official: 16 or 18)
+MAX_WIDTH = 4096    # channels of any encoder layer (official: at most 512)
 
 # encoder_type (as in the reference's opts) -> (method, backbone)
 ENCODER_TYPES: dict[str, tuple[str, str]] = {
@@ -364,7 +366,12 @@ def _build_encoder(encoder_type: str, enc_sd: Mapping[str, torch.Tensor], source
                         f"(the frame and the current reconstruction)")
     n_styles = len({k.split(".")[1] for k in enc_sd if k.startswith("styles.")})
     lin = enc_sd.get("styles.0.linear.weight")
-    style_dim = int(lin.shape[0]) if lin is not None else 512
+    style_dim = int(lin.shape[0]) if lin is not None and lin.ndim == 2 else 512
+    # Sizes come from key names and tensor shapes (a zero-size tensor can claim any width): bound them before
+    # building anything. Official encoders: 16 or 18 styles of 512.
+    if not 1 <= n_styles <= MAX_STYLES or not 1 <= style_dim <= MAX_WIDTH:
+        raise UserError(f"{source}: the encoder has {n_styles} styles of {style_dim} values; accepted: 1 to "
+                        f"{MAX_STYLES} styles of at most {MAX_WIDTH} (official: 16 or 18 of 512)")
     cls = ENCODER_CLASSES[encoder_type]
     if cls in (BackboneEncoder, ProgressiveBackboneEncoder):
         enc = cls(50, "ir_se", n_styles=n_styles, input_nc=input_nc, style_dim=style_dim)
@@ -373,8 +380,10 @@ def _build_encoder(encoder_type: str, enc_sd: Mapping[str, torch.Tensor], source
         try:
             widths = tuple(int(enc_sd[f"body.{i}.conv1.weight"].shape[0]) for i in (0, 3, 7, 13))
             mid = int(enc_sd["styles.0.convs.0.weight"].shape[0])
-        except KeyError as e:
+        except (KeyError, IndexError) as e:
             raise UserError(f"{source}: the ResNet34 encoder weights are incomplete (no {e.args[0]})") from None
+        if not all(1 <= w <= MAX_WIDTH for w in (*widths, mid)):
+            raise UserError(f"{source}: the encoder's widths {widths} / {mid} are outside 1 to {MAX_WIDTH}")
         enc = cls(n_styles=n_styles, input_nc=input_nc, style_dim=style_dim, widths=widths,
                   style_mid=None if mid == style_dim else mid)
     result = enc.load_state_dict(dict(enc_sd), strict=False)
@@ -414,29 +423,36 @@ def encoder_from_checkpoint(ckpt: Any, generator: Any = None, *, encoder_type: s
 
 
 def load_encoder(path_or_name: str | os.PathLike, generator: Any = None, device: str | torch.device = "cpu", *,
-                 encoder_type: str | None = None, engine: str = "torch", **engine_options: Any) -> ReStyleEncoder:
+                 encoder_type: str | None = None, engine: str = "torch", warn_demo: bool = True,
+                 **engine_options: Any) -> ReStyleEncoder:
     """Load a ReStyle encoder and its generator.
 
     path_or_name: a path to an official ReStyle checkpoint (.pt), a registry name already in the cache
-                  (e.g. "restyle_e4e_ffhq", see sg3stream.models.registry), or "demo" (see build_demo_encoder).
+                  (e.g. "restyle_e4e_ffhq", see sg3stream.models.registry), or "demo" (see build_demo_encoder);
+                  names are resolved by resolve.resolve_model.
     generator:    overrides the checkpoint's decoder: a Generator object, or a path/name for load_generator.
     device:       where the encoder and generator run.
     encoder_type: force the reference class name when the checkpoint's opts do not say it.
     engine:       "torch" | "onnx" | "tensorrt" for the encoder network (engine_options go to the backend).
+    warn_demo:    log one warning on the `sg3stream` logger when the demo encoder or generator is used (random
+                  weights); callers that have already said so (the run command) pass False.
     """
-    name = str(path_or_name)
-    if name == "demo":
-        if isinstance(generator, (str, os.PathLike)):
-            from .loading import load_generator
+    from .configs import warn_demo_model
+    from .resolve import resolve_model
 
-            generator = load_generator(generator)
-        enc = build_demo_encoder(generator)
+    source = resolve_model(path_or_name, "encoder")
+    uses_demo = source.is_demo or (isinstance(generator, (str, os.PathLike)) and str(generator) == "demo")
+    if isinstance(generator, (str, os.PathLike)):
+        from .loading import load_generator
+
+        generator = load_generator(generator, warn_demo=False)
+    if source.is_demo:
+        enc = build_demo_encoder(generator, warn_demo=False)
     else:
-        from .download import resolve_weights
-
-        path = resolve_weights(path_or_name)
-        ckpt = safe_torch_load(path, what="encoder checkpoint")
-        enc = encoder_from_checkpoint(ckpt, generator, encoder_type=encoder_type, source=str(path))
+        ckpt = safe_torch_load(source.path, what="encoder checkpoint")
+        enc = encoder_from_checkpoint(ckpt, generator, encoder_type=encoder_type, source=str(source.path))
+    if uses_demo and warn_demo:
+        warn_demo_model()
     enc = enc.to(device)
     if engine != "torch" or engine_options:
         enc.set_engine(engine, device=device, **engine_options)
@@ -449,7 +465,7 @@ DEMO_WIDTHS = (16, 32, 64, 128)
 DEMO_DELTA_STD = 0.02
 
 
-def build_demo_encoder(generator: Any = None, *, seed: int = DEMO_SEED) -> ReStyleEncoder:
+def build_demo_encoder(generator: Any = None, *, seed: int = DEMO_SEED, warn_demo: bool = True) -> ReStyleEncoder:
     """A small ReStyle-e4e encoder with weights from a fixed seed (no file), bound to `load_generator("demo")`.
 
     THIS IS NOT A REAL INVERSION. The weights are random: the codes it returns stay close to the generator's
@@ -457,11 +473,16 @@ def build_demo_encoder(generator: Any = None, *, seed: int = DEMO_SEED) -> ReSty
     whole pipeline (align -> invert -> edit -> render) can run and be tested without downloading checkpoints.
     It uses the ResNet34 layout at a quarter of the width (16/32/64/128 channels, 128-channel style heads) so that
     it runs at several frames per second on a CPU. For real inversions load an official checkpoint.
+    warn_demo: log the demo warning on the `sg3stream` logger (once, for the encoder and its default generator).
     """
+    if warn_demo:
+        from .configs import warn_demo_model
+
+        warn_demo_model()
     if generator is None:
         from .loading import load_generator
 
-        generator = load_generator("demo")
+        generator = load_generator("demo", warn_demo=False)
     num_ws = int(_gen_attr(generator, "num_ws") or 16)
     w_dim = int(_gen_attr(generator, "w_dim") or 512)
     g = torch.Generator().manual_seed(seed)
