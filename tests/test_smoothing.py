@@ -4,7 +4,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from sg3stream.edit.smoothing import SmoothStage, temporal_kernel, transform_from_params
+from sg3stream.align.transforms import transform_from_params
+from sg3stream.edit.smoothing import SmoothStage, temporal_kernel
 from sg3stream.pipeline.batch import FrameBatch
 
 

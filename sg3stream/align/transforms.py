@@ -1,4 +1,6 @@
-"""Closed-form StyleGAN3 input transforms between the unaligned crop and the aligned image.
+"""Closed-form StyleGAN3 input transforms between the unaligned crop and the aligned image: the transform's
+decomposition into angle, translation and scale (`generator_transforms`) and its recomposition
+(`transform_from_params`, after smoothing), in one place. Numpy only: the landmark workers import this module.
 
 Conventions
 -----------
@@ -64,13 +66,15 @@ def quad_matrix(quads: np.ndarray) -> np.ndarray:
 
 
 def generator_transforms(aligned_quads: np.ndarray, crop_quads: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame generator transform T = M_A^-1 M_C and its reference-style decomposition.
+    """Per-face generator transform T = M_A^-1 M_C and its reference-style decomposition
+    (`transform_from_params` recomposes it).
 
-    aligned_quads, crop_quads: [N, 4, 2]. NaN quads give NaN outputs.
-    Returns transform [N,3,3], rotation_deg [N], translation [N,2], scale [N] (float32).
+    aligned_quads, crop_quads: [..., 4, 2] (frames, or frames x face slots). NaN quads give NaN outputs.
+    Returns transform [...,3,3], rotation_deg [...], translation [...,2], scale [...] (float32).
     """
-    m_a = quad_matrix(aligned_quads)
-    m_c = quad_matrix(crop_quads)
+    lead = np.shape(aligned_quads)[:-2]
+    m_a = quad_matrix(np.reshape(aligned_quads, (-1, 4, 2)))
+    m_c = quad_matrix(np.reshape(crop_quads, (-1, 4, 2)))
     n = m_a.shape[0]
     ok = np.isfinite(m_a).all(axis=(1, 2)) & np.isfinite(m_c).all(axis=(1, 2))
     ok &= np.abs(np.linalg.det(np.where(ok[:, None, None], m_a, np.eye(3)))) > 1e-12
@@ -83,11 +87,28 @@ def generator_transforms(aligned_quads: np.ndarray, crop_quads: np.ndarray) -> d
     scale = np.hypot(inv_t[:, 0, 0], inv_t[:, 0, 1])
     translation = inv_t[:, 0:2, 2]
     return {
-        "transform": t.astype(np.float32),
-        "rotation_deg": rotation.astype(np.float32),
-        "translation": translation.astype(np.float32),
-        "scale": scale.astype(np.float32),
+        "transform": t.astype(np.float32).reshape(lead + (3, 3)),
+        "rotation_deg": rotation.astype(np.float32).reshape(lead),
+        "translation": translation.astype(np.float32).reshape(lead + (2,)),
+        "scale": scale.astype(np.float32).reshape(lead),
     }
+
+
+def transform_from_params(rotation_deg: np.ndarray, translation: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Inverse of `generator_transforms`' decomposition: T = inv([[s cos a, s sin a, tx], [-s sin a, s cos a, ty],
+    [0, 0, 1]]), batched ([...], [...,2], [...] -> [...,3,3]); NaN parameters give a NaN transform."""
+    a = np.deg2rad(np.asarray(rotation_deg, dtype=np.float64))
+    s = np.asarray(scale, dtype=np.float64)
+    m = np.zeros(a.shape + (3, 3))
+    m[..., 0, 0] = m[..., 1, 1] = s * np.cos(a)
+    m[..., 0, 1] = s * np.sin(a)
+    m[..., 1, 0] = -s * np.sin(a)
+    m[..., 0:2, 2] = translation
+    m[..., 2, 2] = 1.0
+    ok = np.isfinite(m).all(axis=(-2, -1))
+    out = np.full_like(m, np.nan)
+    out[ok] = np.linalg.inv(m[ok])
+    return out
 
 
 def render_with_transform(image: np.ndarray, transform: np.ndarray, size: int | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ from collections import deque
 
 import numpy as np
 
+from ..align.transforms import transform_from_params
 from ..pipeline.batch import FrameBatch
 from ..pipeline.stage import Stage
 
@@ -55,23 +56,6 @@ def smooth_valid(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, cent
         w = kernel[lo - c + radius:hi - c + radius] * valid[lo:hi]
         sel = w > 0
         out[k] = (w[sel, None] * flat[lo:hi][sel]).sum(axis=0).reshape(values.shape[1:]) / w[sel].sum()
-    return out
-
-
-def transform_from_params(rotation_deg: np.ndarray, translation: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Inverse of the decomposition in align/transforms.py: T = inv([[s cos a, s sin a, tx], [-s sin a, s cos a, ty],
-    [0, 0, 1]]), batched ([N], [N,2], [N] -> [N,3,3])."""
-    a = np.deg2rad(np.asarray(rotation_deg, dtype=np.float64))
-    s = np.asarray(scale, dtype=np.float64)
-    m = np.zeros(a.shape + (3, 3))
-    m[..., 0, 0] = m[..., 1, 1] = s * np.cos(a)
-    m[..., 0, 1] = s * np.sin(a)
-    m[..., 1, 0] = -s * np.sin(a)
-    m[..., 0:2, 2] = translation
-    m[..., 2, 2] = 1.0
-    ok = np.isfinite(m).all(axis=(-2, -1))
-    out = np.full_like(m, np.nan)
-    out[ok] = np.linalg.inv(m[ok])
     return out
 
 
