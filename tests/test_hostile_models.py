@@ -226,3 +226,26 @@ def test_hostile_model_file_is_refused_in_one_line(crafted, case):
 def test_every_crafted_case_is_checked(crafted):
     assert sorted(crafted[0]) == sorted(CASES)
     assert len(shared_children()) < 6000  # the issue's 4.6 KB file
+
+
+class _InflatedView:
+    """A 1-element storage viewed as 4096 x 4096 (64 MB): torch grows an old-format storage to fit."""
+
+    def __init__(self):
+        self.storage = torch.zeros(1).untyped_storage()
+
+    def __reduce__(self):
+        typed = torch.storage.TypedStorage(wrap_storage=self.storage, dtype=torch.float32, _internal=True)
+        return torch._utils._rebuild_tensor_v2, (typed, 0, (4096, 4096), (4096, 1), False, OrderedDict())
+
+
+def test_old_format_torch_files_load_and_their_tensors_must_fit_in_their_storage(tmp_path):
+    from sg3stream.errors import UserError
+    from sg3stream.models.checkpoints import safe_torch_load
+
+    good = {"state_dict": {"encoder.w": torch.arange(6.0)}, "opts": {"encoder_type": "BackboneEncoder"}}
+    torch.save(good, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert torch.equal(safe_torch_load(tmp_path / "old.pt")["state_dict"]["encoder.w"], torch.arange(6.0))
+    torch.save({"w": _InflatedView()}, tmp_path / "inflated.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(UserError, match="not a readable torch checkpoint"):  # the grown storage fits no data
+        safe_torch_load(tmp_path / "inflated.pt")

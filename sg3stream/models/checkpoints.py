@@ -12,8 +12,8 @@ object that was refused.
 
 torch's weights-only unpickler does not bound the work a pickle causes (a dict key of 60 nested pairs of one
 tuple takes 2^60 steps to hash; a deeply nested one crashes the interpreter), so `check_torch_pickles` scans the
-pickles of a torch file first (limits.check_pickle), and tensors of the old (non-zip) format, whose storages torch
-grows on demand, must fit in the file.
+pickles of a torch file first (limits.check_pickle). Tensor views larger than their storage need no check here:
+zip storages cannot grow, and an old-format storage that grew no longer matches its data, which torch refuses.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from sg3stream.errors import UserError
 
 from .limits import UnreadablePickle, check_pickle
 
-__all__ = ["ALLOWED_GLOBALS", "check_torch_pickles", "check_tensor_bytes", "safe_torch_load"]
+__all__ = ["ALLOWED_GLOBALS", "check_torch_pickles", "safe_torch_load"]
 
 LEGACY_PICKLES = 5  # torch's non-zip format: magic number, protocol, sys info, the object, storage keys
 MAX_DATA_PKL = 1 << 30  # the pickle inside a torch zip (tensor data lives beside it)
@@ -58,13 +58,10 @@ def safe_torch_load(source: str | os.PathLike | BinaryIO | bytes, *, what: str =
         p = pathlib.Path(source)
         if not p.is_file():
             raise UserError(f"{what} not found: {p} (expected a path to an existing .pt file)")
-    legacy = check_torch_pickles(source, what=f"{what} {name}")
+    check_torch_pickles(source, what=f"{what} {name}")
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            obj = torch.load(source, map_location="cpu", weights_only=True)
-        if legacy:
-            check_tensor_bytes(obj, _stream_size(source), what=f"{what} {name}")
-        return obj
+            return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         refused = ""
@@ -83,9 +80,9 @@ def safe_torch_load(source: str | os.PathLike | BinaryIO | bytes, *, what: str =
                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
-def check_torch_pickles(source, what: str = "checkpoint") -> bool:
+def check_torch_pickles(source, what: str = "checkpoint") -> None:
     """Scan the pickles torch.load would unpickle from `source` (a path or a seekable binary stream, left where it
-    was); raise UserError when one is out of bounds. Returns True for the old (non-zip) format.
+    was); raise UserError when one is out of bounds.
 
     Pickles that cannot be parsed are left to torch.load, which stops at the same place with its own error.
     """
@@ -109,44 +106,15 @@ def check_torch_pickles(source, what: str = "checkpoint") -> bool:
                 pass
             except (zipfile.BadZipFile, OSError, EOFError, ValueError):
                 pass  # torch.load reports a broken archive
-            return False
+            return
         try:
             for _ in range(LEGACY_PICKLES):
                 check_pickle(f, what)
         except UnreadablePickle:
             pass
-        return True
     finally:
         if own:
             f.close()
         else:
             f.seek(start)
 
-
-def check_tensor_bytes(obj, limit: int, what: str = "checkpoint") -> None:
-    """The tensors in `obj` (dicts, lists, tuples, Namespaces) may not hold more bytes than the file (`limit`)."""
-    total, seen, todo = 0, set(), [obj]
-    while todo:
-        item = todo.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, torch.Tensor):
-            total += item.untyped_storage().nbytes()
-            if total > limit:
-                raise UserError(f"{what} has tensors larger than the data the file stores ({limit} bytes)")
-        elif isinstance(item, dict):
-            todo.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            todo.extend(item)
-        elif isinstance(item, argparse.Namespace):
-            todo.extend(vars(item).values())
-
-
-def _stream_size(source) -> int:
-    if isinstance(source, (str, os.PathLike)):
-        return os.path.getsize(source)
-    position = source.tell()
-    size = source.seek(0, io.SEEK_END)
-    source.seek(position)
-    return size
