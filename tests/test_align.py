@@ -241,7 +241,7 @@ def test_stage_holds_a_bounded_window(clip):
         out = stage(b)
         if out is not None:
             released.extend(out.index.tolist())
-        waiting_max = max(waiting_max, sum(len(p) for p in stage._pending))
+        waiting_max = max(waiting_max, stage.window.frames_held)
         params_max = max(params_max, len(stage._params))
     assert waiting_max <= waiting_bound and params_max <= params_bound, (waiting_max, params_max)
     # everything but the last look-ahead came out before the end of the stream, in order

@@ -30,7 +30,6 @@ aligned and the unaligned crops and computes the generator transforms. Attaches 
 from __future__ import annotations
 
 import os
-from collections import deque
 from typing import Literal
 
 import numpy as np
@@ -38,6 +37,7 @@ import numpy as np
 from sg3stream.errors import UserError
 from sg3stream.pipeline.batch import FrameBatch
 from sg3stream.pipeline.stage import Stage
+from sg3stream.pipeline.window import Window, one_batch
 
 from .artifacts import AlignmentWriter
 from .ffhq import axis_aligned, ffhq_params, params_to_quad, warp_quads
@@ -191,11 +191,9 @@ class AlignStage(Stage):
         return self.radius + self.max_gap + 1
 
     def _reset(self) -> None:
-        self._pending: deque[FrameBatch] = deque()
-        self._params = np.zeros((0, 4))  # raw FFHQ params of the window's frames (NaN: no face)
-        self._win_start = 0  # stream position of the window's first frame
-        self._seen = 0  # frames received
-        self._released = 0  # frames released
+        self.window = Window(after=self.lookahead)  # the batches held back
+        self._params = np.zeros((0, 4))  # raw FFHQ params from stream position `_win_start` on (NaN: no face)
+        self._win_start = 0  # the released frames' history the next bridging and smoothing reach, then the held ones
         self._any_face = False
         self._fixed_crop: np.ndarray | None = None
         self._writer: AlignmentWriter | None = None
@@ -219,12 +217,8 @@ class AlignStage(Stage):
             params[~detected] = np.nan
             self._any_face |= bool(detected.any())
         self._params = np.concatenate([self._params, params])
-        self._pending.append(batch)
-        self._seen += len(batch)
-        released = self._release(final=False)
-        if not released:
-            return None
-        return released[0] if len(released) == 1 else _concat(released)
+        self.window.push(batch)
+        return one_batch(self._release(final=False))
 
     @property
     def found_face(self) -> bool:
@@ -237,7 +231,7 @@ class AlignStage(Stage):
             if self._writer is not None:
                 self._writer.discard()
                 self._writer = None
-            raise UserError(f"no face was found in any of the {self._seen} frames of the clip "
+            raise UserError(f"no face was found in any of the {self.window.arrived} frames of the clip "
                             "(sg3stream needs a visible face; check the input video)")
         if self._writer is not None:
             self._writer.close()
@@ -252,18 +246,10 @@ class AlignStage(Stage):
     # --- the work ----------------------------------------------------------------------------------------------
     def _release(self, final: bool) -> list[FrameBatch]:
         """The held batches whose look-ahead has been seen (all of them when `final`), aligned, one out per in."""
-        ready: list[FrameBatch] = []
-        end = self._released
-        for b in self._pending:
-            if final or end + len(b) - 1 + self.lookahead < self._seen:
-                ready.append(b)
-                end += len(b)
-            else:
-                break
+        position = self.window.released  # stream position of the first ready frame
+        ready = self.window.take(final)
         if not ready:
             return []
-        for _ in ready:
-            self._pending.popleft()
 
         raw = self._params
         valid = np.isfinite(raw).all(axis=1)
@@ -278,7 +264,7 @@ class AlignStage(Stage):
             smooth_crop = smooth(base, has_quad, self.crop_smoothing)
         out = []
         for batch in ready:
-            lo = self._released - self._win_start
+            lo = position - self._win_start
             sl = slice(lo, lo + len(batch))
             if self.crop == "smooth":
                 crop = smooth_crop[sl]
@@ -293,10 +279,10 @@ class AlignStage(Stage):
                     crop[:] = self._fixed_crop
                 crop[~has_quad[sl]] = np.nan
             out.append(self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl]))
-            self._released += len(batch)
+            position += len(batch)
 
         # Keep the history the next frames' bridging and smoothing can reach: radius + max_gap + 1 frames.
-        keep_from = max(self._win_start, self._released - self.lookahead)
+        keep_from = max(self._win_start, position - self.lookahead)
         self._params = self._params[keep_from - self._win_start:]
         self._win_start = keep_from
         return out
@@ -334,20 +320,3 @@ class AlignStage(Stage):
                 **tf,
             ))
         return batch.replace(data=data)
-
-
-def _concat(batches: list[FrameBatch]) -> FrameBatch:
-    """Several consecutive batches as one (when one incoming batch makes more than one held batch ready)."""
-    data = {}
-    for key, value in batches[0].data.items():
-        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == len(batches[0]):
-            data[key] = np.concatenate([b.data[key] for b in batches])
-        else:
-            data[key] = value
-    return FrameBatch(
-        frames=np.concatenate([b.frames for b in batches]),
-        index=np.concatenate([b.index for b in batches]),
-        pts=np.concatenate([b.pts for b in batches]),
-        time_base=batches[0].time_base,
-        data=data,
-    )

@@ -18,13 +18,12 @@ Results depend on neither the batch size nor the queue size.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from ..align.transforms import transform_from_params
 from ..pipeline.batch import FrameBatch
 from ..pipeline.stage import Stage
+from ..pipeline.window import Window, one_batch
 
 REFERENCE_KERNEL = np.array([0.25, 0.75, 1.0, 0.75, 0.25]) / 3.0
 
@@ -76,8 +75,8 @@ class SmoothStage(Stage):
         self.fine_from = fine_from
         self.fine_window = max(0, fine_window)
         self.artifacts = artifacts
-        self.pending: deque[FrameBatch] = deque()
-        # Per-frame rows from frame `base` on: the left context plus everything not yet emitted.
+        self.window = Window(after=self.context)  # the batches held back
+        # Per-frame rows from stream position `base` on: the left context plus everything not yet emitted.
         self.base = 0
         self.rows: dict[str, list] = {k: [] for k in ("latents", "valid", "angle", "translation", "scale",
                                                         "fine_sum", "fine_count")}
@@ -91,21 +90,15 @@ class SmoothStage(Stage):
 
     def __call__(self, batch: FrameBatch) -> FrameBatch | None:
         self._append(batch)
-        self.pending.append(batch)
-        ready = self._emit(final=False)
-        return ready
+        return one_batch(self._emit(final=False))
 
     def flush(self) -> list[FrameBatch]:
-        out = []
-        while self.pending:
-            out.append(self._emit(final=True))
-        return out
+        return self._emit(final=True)
 
     # ---------------------------------------------------------------------------------------------------
 
     def _append(self, batch: FrameBatch) -> None:
-        if not self.rows["valid"] and not self.pending:
-            self.base = int(batch.index[0])  # a stream may start at any frame number (a farm segment, say)
+        self.window.push(batch)
         latents = np.asarray(batch.data["latents"], dtype=np.float64)
         valid = np.asarray(batch.data["has_latents"], dtype=bool)
         if self.fine_sum is None:
@@ -123,17 +116,21 @@ class SmoothStage(Stage):
             self.rows["fine_sum"].append(self.fine_sum)
             self.rows["fine_count"].append(self.fine_count)
 
-    def _emit(self, final: bool) -> FrameBatch | None:
-        """Smooth and release the oldest pending batch if enough frames past it have arrived."""
-        batch = self.pending[0]
-        last_needed = int(batch.index[-1]) + self.context
-        received = self.base + len(self.rows["valid"]) - 1
-        if not final and received < last_needed:
-            return None
-        self.pending.popleft()
+    def _emit(self, final: bool) -> list[FrameBatch]:
+        """Smooth and release the held batches that have `context` frames past them (all of them when `final`)."""
+        position = self.window.released  # stream position of the first released frame
+        out = []
+        for batch in self.window.take(final):
+            out.append(self._smoothed(batch, position))
+            position += len(batch)
+        if out:
+            self._drop_before(position - self.context - 1)
+        return out
+
+    def _smoothed(self, batch: FrameBatch, position: int) -> FrameBatch:
         valid = np.array(self.rows["valid"])
         latents = np.stack(self.rows["latents"])
-        centers = np.asarray(batch.index, dtype=np.int64) - self.base
+        centers = np.arange(position, position + len(batch)) - self.base
         smoothed = smooth_valid(latents, valid, self.kernel, centers)
         # fine layers: mean over the frames with a face in c-W .. c+W, from the running (prefix) sums
         for k, c in enumerate(centers):
@@ -154,7 +151,6 @@ class SmoothStage(Stage):
         out.data["transform_smoothed"] = transforms.astype(np.float32)
         if self.writer is not None:
             self.writer.write(out.data["latents_smoothed"])
-        self._drop_before(int(batch.index[-1]) + 1 - self.context - 1)
         return out
 
     def _drop_before(self, frame: int) -> None:
