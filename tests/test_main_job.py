@@ -153,7 +153,15 @@ def test_reference_mode_runs_one_frame_at_a_time_to_the_same_result(face_clip, o
     ref, _, _ = decode(out)
     ours, _, _ = decode(outputs / "smile.mp4")
     assert ref.shape == ours.shape
-    assert np.abs(ref.astype(int) - ours.astype(int)).mean() < 3  # same models; only landmark tracking differs
+    # Same models and edit; only landmark tracking differs (one frame per call), so the face differs a little.
+    # Compared on the face, where an edit shows. Measured: 2.5 here; 6.8 with the reference mode's edit at 80%
+    # strength (smile:6.4; 6.3 for the streaming mode's), 27 for no edit. The whole frame's mean (1.0 here, 1.6 at
+    # 80%) could not tell them apart.
+    ys, xs = face_box(0)
+    faces = [i for i in range(FRAMES) if i not in BLANK]
+    face_diff = np.abs(ref[faces][:, ys, xs].astype(int) - ours[faces][:, ys, xs].astype(int)).mean()
+    assert face_diff < 4, face_diff
+    assert np.abs(ref.astype(int) - ours.astype(int)).mean() < 3  # the whole frame
     stats = json.loads((tmp_path / "art" / "run.json").read_text())["stages"]
     assert stats[0]["batches"] == FRAMES  # decoded one frame at a time (the model stages get max_batch=1)
     assert all(s["wait_in_s"] == 0 and s["wait_out_s"] == 0 for s in stats)  # no queues: no overlap
