@@ -31,7 +31,8 @@ def list_models(
         print(json.dumps(rows, indent=1))
         return
     # Fits 80 columns: URLs are in --json; the source column names the host.
-    table = Table("name", "kind", "size", "sha256", "source", "cached", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table("name", "kind", "size", "sha256", "source", "cached", box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False)
     for row in rows:
         if row["kind"] == "built-in":
             table.add_row(row["name"], "built-in", "-", "-", "none", "-")

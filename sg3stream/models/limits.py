@@ -192,7 +192,8 @@ def _check_values(values: dict, allowed: dict, where: str) -> None:
             raise UserError(f"{where}: unknown argument {str(key)[:60]!r} (known: {', '.join(allowed)})")
         types, low, high = allowed[key]
         if not isinstance(value, types) or (isinstance(value, float) and not math.isfinite(value)):
-            raise UserError(f"{where}: {key} = {str(value)[:40]} is not a finite number of the expected kind")
+            raise UserError(f"{where}: {key} = {str(value)[:40]} ({type(value).__name__}) is not a finite value of "
+                            f"the expected type")
         if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
             raise UserError(f"{where}: {key} = {value} is outside the range this program accepts "
                             f"({low} to {high})")

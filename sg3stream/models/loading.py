@@ -160,13 +160,18 @@ def _build_generator(config, where: str) -> Generator:
 
 
 def _plain(value):
-    """numpy scalars (as pickles may hold them) as Python numbers, dicts (EasyDict) as dicts; one level deep."""
+    """numpy scalars (as pickles may hold them) as Python numbers and dict subclasses (EasyDict) as dicts, in a config
+    and its mapping_kwargs (two levels: deeper values are refused by the config check anyway)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {k: (v.item() if isinstance(v, np.generic) else dict(v) if isinstance(v, dict) else v)
+        return {k: {kk: _plain_value(vv) for kk, vv in v.items()} if isinstance(v, dict) else _plain_value(v)
                 for k, v in value.items()}
     return value
+
+
+def _plain_value(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _load_torch_file(path: Path) -> Generator:
