@@ -2,8 +2,9 @@
 
     decode -> landmarks -> align -> invert -> smooth -> edit -> render -> paste -> encode
 
-`RunOptions` holds what the user asked for; `run_video` checks it, builds the stages, runs the pipeline, commits
-the output (and the artifacts) atomically and returns the summary that also goes into run.json.
+`RunOptions` holds what the user asked for; `run_video` checks it, loads the models once (`load_parts`), builds the
+chain (sg3stream/chain.py), runs the pipeline, commits the output (and the artifacts) atomically and returns the
+summary that also goes into run.json.
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from . import __version__
 from .artifacts import Artifacts
+from .chain import ChainParts, build_chain, frame_budget, model_batch
 from .errors import UserError
+from .pipeline.contract import Chain
 from .pipeline.runner import Pipeline
-from .pipeline.stage import Stage
 from .render.expand import Expansion
-from .render.label import DEMO_METADATA, DemoLabelStage
+from .render.label import DEMO_METADATA
 from .render.stages import OUTPUT_MODES
 from .report import Reporter
 from .video.decode import FrameReader
@@ -35,6 +37,8 @@ class RunOptions:
     batch_size: int = 8
     queue_size: int = 4
     stall_timeout: float = 600.0  # seconds a stage may hold work without progress before the run fails; 0 = off
+    max_frames_in_flight: int = 0  # frames held between decode and encode; 0 = what the chain needs (chain.py)
+    redecode: str = "auto"  # decode the input again for the paste: on, off, or auto (from 1080p up)
     codec: str = "libx264"
     crf: int = 18
     preset: str = "fast"
@@ -95,13 +99,14 @@ def check_options(options: RunOptions) -> None:
                              ("align-smoothing", options.align_smoothing, 0), ("smooth-sigma", options.smooth_sigma, 0),
                              ("pti-steps", options.pti_steps, 0), ("pti-frames", options.pti_frames, 1),
                              ("pti-batch", options.pti_batch, 1), ("pti-reg-every", options.pti_reg_every, 0),
-                             ("pti-checkpoint-every", options.pti_checkpoint_every, 0)):
+                             ("pti-checkpoint-every", options.pti_checkpoint_every, 0),
+                             ("max-frames-in-flight", options.max_frames_in_flight, 0)):
         at_least(name, value, low)
     if not options.pti_lr > 0:
         raise UserError(f"--pti-lr must be positive (got {options.pti_lr})")
     choices = {"decoder": (options.decoder, DECODERS), "hwdec": (options.hwdec, HWDEC),
                "engine": (options.engine, ENGINE_KINDS), "output-mode": (options.output_mode, OUTPUT_MODES),
-               "crop": (options.crop, ("smooth", "fixed"))}
+               "crop": (options.crop, ("smooth", "fixed")), "redecode": (options.redecode, ("auto", "on", "off"))}
     for name, (value, accepted) in choices.items():
         if value not in accepted:
             raise UserError(f"--{name} must be one of {', '.join(accepted)} (got {value!r})")
@@ -130,74 +135,60 @@ def uses_demo_model(options: RunOptions, generator_file: Path | None) -> bool:
     return options.encoder in (None, "demo") or uses_demo_directions(options, generator_file)
 
 
-def build_stages(options: RunOptions, total_frames: int | None, artifacts: Artifacts | None) -> tuple[list[Stage], dict]:
-    """The stages between decode and encode, and a description of the edits (for edits.json)."""
-    if options.passthrough:
-        return [], {}
-    from .align import AlignStage, LandmarkStage
+def load_parts(options: RunOptions, reporter: Reporter | None = None) -> tuple[ChainParts, dict]:
+    """Load the models once, resolve the edits, and with --pti-steps tune the generator (a first pass over the
+    clip): what the chain is built from, and the description of the edits (edits.json). Bad weights, edit files
+    or --fine-layers fail here, before any frame of the run is decoded."""
     from .edit.directions import DirectionCatalog
-    from .edit.smoothing import SmoothStage
-    from .edit.stage import EditStage
-    from .invert.stage import InvertStage
     from .models.bundle import Models
-    from .render.stages import PasteStage, RenderStage
 
-    expansion = Expansion.parse(options.expand)
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
-                    engine=options.engine, compile=options.compile,
-                    compile_rows=1 if options.reference_mode else options.batch_size)
-    generator = models.generator()  # loaded here, so bad weights or edit names fail before any frame is decoded
+                    engine=options.engine, compile=options.compile, compile_rows=model_batch(options))
+    generator = models.generator()
     models.synthesis_engine()  # --engine onnx/tensorrt: the synthesis graph is exported/built here, not mid-run
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
     catalog = DirectionCatalog.for_generator(generator, demo=uses_demo_directions(options, generator_file),
                                              generator_path=generator_file)
     edits = [catalog.resolve(text) for text in options.edits]
-    model_batch = 1 if options.reference_mode else options.batch_size
     if not 0 < options.fine_layers <= generator.num_ws:
         raise UserError(f"--fine-layers must be between 1 and {generator.num_ws}")
-    stages: list[Stage] = [
-        LandmarkStage(workers=options.landmark_workers),
-        AlignStage(size=256, crop=options.crop, align_smoothing=options.align_smoothing,
-                   artifacts_dir=artifacts.folder if artifacts else None),
-        InvertStage(models, n_iters=options.n_iters, max_batch=model_batch, artifacts=artifacts),
-        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
-                    artifacts=artifacts),
-        EditStage(edits, ramp=options.edit_ramp, total_frames=total_frames),
-        RenderStage(models, expansion, max_batch=model_batch, one_call_per_batch=not options.reference_mode,
-                    with_reconstruction=options.output_mode == "side-by-side"),
-        PasteStage(generator.img_resolution, expansion, mode=options.output_mode),
-    ]
-    if options.demo_label and uses_demo_model(options, generator_file):
-        stages.append(DemoLabelStage())
+    demo = uses_demo_model(options, generator_file)
+    parts = ChainParts(models=models, render_models=models, edits=edits, resolution=generator.img_resolution,
+                       demo=demo)
+    if options.pti_steps > 0:
+        from .pti.clip import tune_generator
+
+        parts.render_models = tune_generator(options, parts, reporter)
     description = {
         "generator": options.generator or ("demo" if models.is_demo else "from the encoder checkpoint"),
         "encoder": options.encoder or "demo",
-        "demo": uses_demo_model(options, generator_file),
+        "demo": demo,
         "ramp": options.edit_ramp,
         "edits": [e.describe() for e in edits],
         "available": catalog.names,
-        "expand": asdict(expansion),
+        "expand": asdict(Expansion.parse(options.expand)),
     }
-    return stages, description
+    return parts, description
 
 
-def tune_generator(options: RunOptions, stages: list[Stage], reporter: Reporter) -> None:
-    """With --pti-steps N > 0: a first pass over the clip and PTI (sg3stream/pti/clip.py); the render stage then
-    renders with the tuned generator."""
-    if options.pti_steps == 0 or options.passthrough:
-        return
-    from .pti.clip import tune_render_stage
-
-    tune_render_stage(options, next(s for s in stages if s.name == "render"), reporter)
-
-
-def acceleration(stages: list[Stage], reader: FrameReader, codec: str) -> dict:
+def acceleration(chain: Chain, reader: FrameReader, codec: str) -> dict:
     """Which fast paths the run actually took (a compile or a kernel load may have fallen back with a warning)."""
     used: dict = {"hw_decoding": reader.hw_decoding, "codec": codec}
-    render = next((s for s in stages if s.name == "render"), None)
-    if render is not None and render.generator is not None:
-        used.update(render.acceleration())
+    for stage in chain.stages:  # the stage that rendered says how (see RenderStage.acceleration)
+        report = getattr(stage, "acceleration", None)
+        if report is not None and getattr(stage, "generator", None) is not None:
+            used.update(report())
     return used
+
+
+def redecode_reader(options: RunOptions, reader: FrameReader):
+    """With --redecode on (or auto, from 1080p up): a second reader of the input for the paste, so that the
+    pictures go after alignment instead of riding through the smoothing window. None: they ride."""
+    info = reader.info
+    if options.redecode == "off" or options.redecode == "auto" and info.width * info.height < 1920 * 1080:
+        return None
+    return lambda: FrameReader(options.input, batch_size=reader.batch_size, decoder=options.decoder,
+                               hwdec=options.hwdec, start=reader.start, stop=reader.stop)
 
 
 def weights_file(name_or_path: str | None) -> Path | None:
@@ -223,8 +214,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     output = check_output_path(options.output, options.input)
     codec = resolve_codec(options.codec)
     check_codec(codec)
-    batch_size = 1 if options.reference_mode else options.batch_size
-    reader = FrameReader(options.input, batch_size=batch_size, decoder=options.decoder, hwdec=options.hwdec)
+    reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec)
     # the container, codec, pixel format, --crf/--preset and the copied streams, tried on two frames in memory
     check_codec(codec, output, crf=options.crf, preset=options.preset, size=(reader.info.width, reader.info.height),
                 streams_from=options.input)
@@ -232,14 +222,17 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     writer = pipeline = None
     try:
         total = estimated_frames(reader)
-        stages, edits = build_stages(options, total, artifacts)
-        tune_generator(options, stages, reporter)
+        parts, edits = load_parts(options, reporter) if not options.passthrough else (ChainParts(), {})
+        chain = build_chain(options, parts, artifacts=artifacts, total_frames=total,
+                            redecode=redecode_reader(options, reader))
         info = reader.info
         writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                              codec=codec, crf=options.crf, preset=options.preset, colour=info.colour,
-                             metadata=DEMO_METADATA if edits.get("demo") else None)
-        pipeline = Pipeline(reader, stages, writer.write, queue_size=options.queue_size,
-                            sequential=options.reference_mode, stall_timeout_s=options.stall_timeout)
+                             metadata=DEMO_METADATA if parts.demo else None)
+        budget = frame_budget(options, chain)
+        pipeline = Pipeline(reader, chain, writer.write, queue_size=options.queue_size,
+                            sequential=options.reference_mode, stall_timeout_s=options.stall_timeout,
+                            max_frames_in_flight=budget)
         started = time.perf_counter()
 
         def tick(p: Pipeline) -> None:
@@ -268,7 +261,8 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         "frames": writer.frames_written,
         "frames_announced": info.frames,
         "complete": reader.complete,
-        "acceleration": acceleration(stages, reader, codec),
+        "acceleration": acceleration(chain, reader, codec),
+        "memory": pipeline.memory(),
         "seconds": seconds,
         "fps": writer.frames_written / seconds if seconds > 0 else 0.0,
         "stages": [s.to_dict() for s in stats],

@@ -177,6 +177,7 @@ sys.path.insert(0, sys.argv[1])
 import torch
 import sg3stream.job as job
 from sg3stream.cli import main
+from sg3stream.pipeline.contract import Chain
 from sg3stream.pipeline.stage import Stage
 from sg3stream.video.encode import VideoWriter
 import test_runner
@@ -221,7 +222,7 @@ elif kind == "stopped-worker":  # landmarks in a process that stops responding
     stages = [test_runner.ProcessStopsItself(frame=4)]
 elif kind.startswith("commit-signal-"):
     signal_in_commit(int(kind.rsplit("-", 1)[1]))
-job.build_stages = lambda options, total, artifacts: (list(stages), {})
+job.build_chain = lambda options, parts, **kwargs: Chain.unchecked(stages)
 sys.argv = ["sg3stream", *args]
 main()
 """
@@ -294,10 +295,12 @@ def test_a_stopped_landmark_worker_fails_the_run_after_the_stall_timeout(tmp_pat
     import multiprocessing
 
     import sg3stream.job
+    from sg3stream.pipeline.contract import Chain
     from test_runner import ProcessStopsItself
 
     folder = work_dir(tmp_path)
-    monkeypatch.setattr(sg3stream.job, "build_stages", lambda *args: ([ProcessStopsItself(frame=4)], {}))
+    monkeypatch.setattr(sg3stream.job, "build_chain",
+                        lambda *args, **kwargs: Chain.unchecked([ProcessStopsItself(frame=4)]))
     result = invoke("run", "--passthrough", folder / "in.mp4", "-o", folder / "out.mp4", "--batch-size", "2",
                     "--stall-timeout", "3", "--log-format", "json")  # 3 s: longer than starting the pool
     assert result.exit_code == 1, result.output

@@ -10,7 +10,8 @@ from sg3stream.edit.smoothing import SmoothStage
 from sg3stream.errors import UserError
 from sg3stream.farm.jobs import load_job_file
 from sg3stream.farm.manifest import job_hash, new_manifest, save_manifest, sha256_file
-from sg3stream.farm.segments import context_of, plan_segments, windowed_stages
+from sg3stream.chain import chain_context, plan_chain
+from sg3stream.farm.segments import plan_segments
 from sg3stream.farm.status import job_status
 from sg3stream.pipeline.batch import FrameBatch
 from sg3stream.synthetic import numbered_frame, write_clip
@@ -56,15 +57,17 @@ def test_a_bad_job_file_is_a_user_error_that_names_the_problem(tmp_path, text, m
         load_job_file(job_file(tmp_path, text))
 
 
-def test_the_context_comes_from_the_windowed_stages_parameters():
+def test_the_context_comes_from_the_chain_the_options_make():
     from sg3stream.job import RunOptions
 
-    base = RunOptions(input="a", output="b")
-    default = context_of(windowed_stages(base))
+    def context(**options):
+        return chain_context(plan_chain(RunOptions(input="a", output="b", **options)))
+
+    default = context()
     assert default == (18 + 12 + 1) + 60  # AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12) + fine window
-    assert context_of(windowed_stages(RunOptions(input="a", output="b", fine_window=10))) == default - 50
-    assert context_of(windowed_stages(RunOptions(input="a", output="b", align_smoothing=8))) == default + 24 - 18
-    assert context_of(windowed_stages(RunOptions(input="a", output="b", passthrough=True))) == 0
+    assert context(fine_window=10) == default - 50
+    assert context(align_smoothing=8) == default + 24 - 18
+    assert context(passthrough=True) == 0
 
 
 @pytest.mark.parametrize("total,size,context,batch", [(1000, 100, 91, 8), (1000, 333, 35, 4), (97, 10, 7, 5),

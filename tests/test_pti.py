@@ -205,22 +205,14 @@ def test_save_generator_without_pti_is_refused(tmp_path):
 
 def test_pti_collects_its_targets_at_the_generators_resolution(tmp_path):
     # The encoder keeps its 256 aligned input; the unaligned crops PTI trains on come at the generator's resolution
-    # (here a stand-in claiming 512), so a 1024 generator is supervised at 1024, not at the encoder's 256.
-    from types import SimpleNamespace
-
+    # (here the chain is told 512), so a 1024 generator is supervised at 1024, not at the encoder's 256.
+    from sg3stream.chain import ChainParts
     from sg3stream.job import RunOptions
     from sg3stream.models.bundle import Models
     from sg3stream.pti.clip import collect_samples
 
-    demo_models = Models(device="cpu")
-
-    class LargerGenerator(SimpleNamespace):
-        def generator(self):
-            return SimpleNamespace(img_resolution=512)
-
-    models = LargerGenerator(device=demo_models.device, encoder=demo_models.encoder)
     clip = write_clip(tmp_path / "face.mp4", face_frames(3, 320, 240), fps=24, audio=None)
     options = RunOptions(input=clip, output=tmp_path / "o.mp4", landmark_workers=1, pti_frames=2)
-    samples = collect_samples(options, models)
+    samples = collect_samples(options, ChainParts(models=Models(device="cpu"), resolution=512))
     assert samples.crops.shape[1:] == (512, 512, 3)
     assert len(samples) == 2

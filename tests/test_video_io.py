@@ -216,7 +216,7 @@ def test_the_output_is_checked_before_the_models_load(tmp_path, monkeypatch):
     def no_models(*args, **kwargs):
         raise AssertionError("the models were loaded before the output was checked")
 
-    monkeypatch.setattr(job, "build_stages", no_models)
+    monkeypatch.setattr(job, "load_parts", no_models)
     clip = write_clip(tmp_path / "in.mp4", (numbered_frame(i, 64, 48) for i in range(3)), audio=None)
     with pytest.raises(UserError, match="gif container"):
         job.run_video(job.RunOptions(input=clip, output=tmp_path / "out.gif"), Reporter())

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..chain import chain_context, plan_chain
 from ..errors import StageError, UserError
 from ..job import check_options
 from ..pipeline.runner import Interrupted
@@ -24,7 +25,7 @@ from ..video.decode import FrameReader, packet_pts
 from ..video.encode import check_codec, check_output_path, resolve_codec
 from .jobs import FarmJob
 from .manifest import (job_hash, load_manifest, new_manifest, output_is_done, save_manifest, segment_is_done)
-from .segments import Segment, context_of, plan_segments, windowed_stages
+from .segments import Segment, plan_segments
 
 ADDRESS_HELP = "local (start Ray on this machine), auto (the running cluster) or ray://HOST:PORT"
 
@@ -124,7 +125,7 @@ def prepare_job(job: FarmJob) -> JobRun:
     total = len(packet_pts(options.input))
     if total == 0:
         raise UserError(f"{job.name}: no video frames in {options.input}")
-    context = context_of(windowed_stages(options))
+    context = chain_context(plan_chain(options))
     segments = plan_segments(total, job.segment_frames, context, options.batch_size)
     fresh = new_manifest(job, hash_, total, context, segments)
     if manifest is not None and manifest["job_hash"] == hash_ and _same_plan(manifest, fresh):

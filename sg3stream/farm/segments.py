@@ -4,18 +4,15 @@ A segment is a core range [start, stop) of frames it writes, decoded with contex
 
     decode_start ... start ============ core ============ stop ... decode_stop
 
-The context is what the windowed stages need, chained: a frame's smoothed code depends on the codes of the
-frames up to `SmoothStage.context` away, and each of those on the alignment of frames up to
-`AlignStage.lookahead` away (bridged gaps and quad smoothing). Both decode ends are then moved out to a multiple
-of the batch size, so the landmark stage (whose mediapipe tracking restarts at every batch) sees the same
-chunks of frames as a single-process run. The last segment decodes to the end of the stream (decode_stop None).
+The context is what the chain says its windowed stages need, chained (`chain.chain_context`): a frame's smoothed
+code depends on the codes of the frames up to the smoothing window away, and each of those on the alignment of
+frames up to the alignment's look-ahead away (bridged gaps and quad smoothing). Both decode ends are then moved
+out to a multiple of the batch size, so the landmark stage (whose mediapipe tracking restarts at every batch)
+sees the same chunks of frames as a single-process run. The last segment decodes to the end of the stream (decode_stop None).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-from ..job import RunOptions
-from ..pipeline.stage import Stage
 
 
 @dataclass(frozen=True)
@@ -32,25 +29,6 @@ class Segment:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def windowed_stages(options: RunOptions) -> list[Stage]:
-    """The stages that hold a window of frames, built with the options as job.build_stages builds them.
-
-    Cheap (no model is loaded); the worker checks the context again on the stages it actually runs.
-    """
-    if options.passthrough:
-        return []
-    from ..align.stages import AlignStage
-    from ..edit.smoothing import SmoothStage
-
-    return [AlignStage(crop=options.crop, align_smoothing=options.align_smoothing),
-            SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window)]
-
-
-def context_of(stages: list[Stage]) -> int:
-    """Frames of context a core frame needs on either side: the windows of the stages, one after another."""
-    return sum(int(getattr(s, "lookahead", 0)) + int(getattr(s, "context", 0)) for s in stages)
 
 
 def plan_segments(total_frames: int, segment_frames: int | None, context: int, batch_size: int) -> list[Segment]:

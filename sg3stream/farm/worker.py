@@ -5,10 +5,8 @@ frames, written losslessly (FFV1, RGB) to SEGMENT.mkv in the job's work folder, 
 (Matroska rounds timestamps to milliseconds, so the exact pts travel beside it). Both files are written under
 temporary names and renamed when complete: a worker that dies leaves no file that looks finished.
 
-Two adaptations of the stages for a segment, both without changing their results on the core frames:
-- SmoothStage numbers its rows from frame 0: it sees frame numbers relative to the segment's first frame.
-- AlignStage refuses a stream without any face; a segment without one passes its frames through, and the
-  runner fails the job only if no segment of the clip had a face (as a whole-clip run would).
+The chain is the run's (sg3stream/chain.py, purpose "segment"): a segment without any face passes its frames
+through, and the runner fails the job only if no segment of the clip had a face (as a whole-clip run would).
 """
 from __future__ import annotations
 
@@ -22,14 +20,14 @@ import av
 import numpy as np
 
 from ..errors import UserError
-from ..job import RunOptions, build_stages
+from ..chain import ChainParts, build_chain, chain_context, frame_budget
+from ..job import RunOptions, load_parts, redecode_reader
 from ..pipeline.batch import FrameBatch
 from ..pipeline.runner import Pipeline
-from ..pipeline.stage import Stage
 from ..report import Reporter
 from ..video.decode import FrameReader
 from .manifest import sha256_file
-from .segments import Segment, context_of
+from .segments import Segment
 
 # Test hook: while this marker file does not exist, the first segment numbered 1 creates it and kills its worker
 # after writing some frames (a worker dying mid-segment, for the retry tests). Unset in normal use.
@@ -48,8 +46,10 @@ class SegmentFile:
         self.container = self.stream = None
         self.pts: list[int] = []
         self.index: list[int] = []
+        self.found_face = False  # any frame of the segment, context included, had a face
 
     def write(self, batch: FrameBatch) -> None:
+        self.found_face |= bool(np.any(batch.data.get("has_latents", False)))
         keep = batch.index >= self.segment.start
         if self.segment.stop is not None:
             keep &= batch.index < self.segment.stop
@@ -101,18 +101,20 @@ def run_segment(options: RunOptions, segment: Segment, work_dir: str, total_fram
         options = dataclasses.replace(options, landmark_workers=1, artifacts=None)
         reader = FrameReader(options.input, batch_size=options.batch_size, decoder=options.decoder,
                              hwdec=options.hwdec, start=segment.decode_start, stop=segment.decode_stop)
-        stages, _ = build_stages(options, total_frames, None)
-        needed = context_of(stages)
+        parts = load_parts(options)[0] if not options.passthrough else ChainParts()
+        chain = build_chain(options, parts, purpose="segment", total_frames=total_frames,
+                            redecode=redecode_reader(options, reader))
+        needed = chain_context(chain)
         if needed > planned_context:
             raise RuntimeError(f"the stages need {needed} frames of context, the plan gave {planned_context}")
-        stages = adapt_for_segment(stages)
         folder = Path(work_dir)
         folder.mkdir(parents=True, exist_ok=True)
         out = SegmentFile(folder, segment, reader.info.time_base, reader.info.fps)
         sink = crash_once_hook(out, segment) if os.environ.get(CRASH_ENV) else out.write
         try:
-            Pipeline(reader, stages, sink, queue_size=options.queue_size, stall_timeout_s=options.stall_timeout).run()
-            result = out.commit(found_face(stages))
+            Pipeline(reader, chain, sink, queue_size=options.queue_size, stall_timeout_s=options.stall_timeout,
+                     max_frames_in_flight=frame_budget(options, chain)).run()
+            result = out.commit(found_face=out.found_face or options.passthrough)
         except BaseException:
             out.abort()
             raise
@@ -122,22 +124,6 @@ def run_segment(options: RunOptions, segment: Segment, work_dir: str, total_fram
                         f"instead of {segment.start}..{segment.stop - 1 if segment.stop else 'the end'} "
                         "(damaged input?)")
     return {**result, "warnings": list(reporter.warnings)}
-
-
-def adapt_for_segment(stages: list[Stage]) -> list[Stage]:
-    """A segment may hold no face at all (the job checks the whole clip): its AlignStage must not fail for that."""
-    from ..align.stages import AlignStage
-
-    for stage in stages:
-        if isinstance(stage, AlignStage):
-            stage.require_face = False
-    return stages
-
-
-def found_face(stages: list[Stage]) -> bool:
-    from ..align.stages import AlignStage
-
-    return all(s.found_face for s in stages if isinstance(s, AlignStage))
 
 
 def crash_once_hook(out: SegmentFile, segment: Segment):

@@ -108,37 +108,27 @@ def pti_config(options) -> PTIConfig:
     return config
 
 
-def collect_samples(options, models) -> PTISamples:
-    """Pass 1: run the clip up to smoothing with `models` (the run's `Models`) and keep the training frames."""
-    from ..align import AlignStage, LandmarkStage
-    from ..edit.smoothing import SmoothStage
-    from ..invert.stage import InvertStage
+def collect_samples(options, parts) -> PTISamples:
+    """Pass 1: the run's chain cut after smoothing, with the run's models, keeping the training frames."""
+    from ..chain import build_chain, model_batch
     from ..pipeline.runner import Pipeline
     from ..video.decode import FrameReader
 
-    batch = 1 if options.reference_mode else options.batch_size
-    stages = [
-        LandmarkStage(workers=options.landmark_workers),
-        # The encoder takes 256 aligned crops; the generator is supervised at its own resolution.
-        AlignStage(size=256, crop_size=models.generator().img_resolution, crop=options.crop,
-                   align_smoothing=options.align_smoothing),
-        InvertStage(models, n_iters=options.n_iters, max_batch=batch),
-        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window),
-    ]
+    chain = build_chain(options, parts, purpose="pti")
     collector = FrameCollector(options.pti_frames)
-    reader = FrameReader(options.input, batch_size=batch, decoder=options.decoder, hwdec=options.hwdec)
-    Pipeline(reader, stages, collector, queue_size=options.queue_size, sink_name="collect",
+    reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec)
+    Pipeline(reader, chain, collector, queue_size=options.queue_size, sink_name="collect",
              stall_timeout_s=options.stall_timeout).run()
     return collector.samples()
 
 
-def tune_render_stage(options, render_stage, reporter=None):
-    """Pass 1 and training; the render stage then renders with the tuned generator (also saved to
-    --save-generator when given). Returns the tuned generator."""
+def tune_generator(options, parts, reporter=None) -> RenderModels:
+    """Pass 1 and training; returns what renders the run: the tuned generator beside the run's encoder (also saved
+    to --save-generator when given)."""
     config = pti_config(options)
     started = time.perf_counter()
-    models = render_stage.models
-    samples = collect_samples(options, models)
+    models = parts.models
+    samples = collect_samples(options, parts)
     if reporter is not None:
         reporter.info(f"PTI: tuning the generator on {len(samples)} frames, {config.steps} steps")
     checkpoints = checkpoint_dir_for(options)
@@ -159,6 +149,5 @@ def tune_render_stage(options, render_stage, reporter=None):
         from .save import save_generator
 
         save_generator(tuned, options.save_generator, tuned_from=options.generator or options.encoder or "demo")
-    render_stage.models = RenderModels(models, tuned)
     log.info("PTI: done in %.1f s", time.perf_counter() - started)
-    return tuned
+    return RenderModels(models, tuned)

@@ -1,0 +1,129 @@
+"""The chain of stages, built in one place for `sg3stream run`, for PTI's first pass and for the farm's segments.
+
+    run, segment:  decode -> landmarks -> align -> invert -> smooth -> edit -> render [-> redecode] -> paste
+                   [-> label] -> encode
+    pti:           decode -> landmarks -> align -> invert -> smooth -> collect   (the same chain, cut after smooth)
+    plan:          the run's chain, never run: the farm asks it for its context before any model loads
+
+`build_chain` returns a checked `Chain` (sg3stream/pipeline/contract.py): every key a stage reads is written before
+it, and each key is dropped after its last reader. What the stages need besides the options (the models, the
+resolved edits, the generator's resolution) is chosen once by the caller and handed in as `ChainParts`; no stage
+is looked up or changed after the chain is built.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .errors import UserError
+from .pipeline.batch import FrameBatch
+from .pipeline.contract import Chain
+from .pipeline.stage import Stage
+
+PURPOSES = ("run", "segment", "pti", "plan")
+# What PTI's collector (sg3stream/pti/clip.py) keeps of each frame: the first pass's sink.
+PTI_SINK_READS = ("crop", "latents_smoothed", "transform_smoothed", "has_latents")
+# A farm segment's sink writes the frames and says whether the segment held any face.
+SEGMENT_SINK_READS = ("frames", "has_latents")
+
+
+@dataclass
+class ChainParts:
+    """What the chain is built from, besides the options.
+
+    models: the run's encoder and generator (`Models`, loaded lazily), used by inversion.
+    render_models: what renders: the run's models, or PTI's tuned generator (`RenderModels`).
+    edits: the resolved `Edit`s. resolution: the generator's output size (paste geometry, PTI's crops).
+    demo: the output shows the demo model (a caption is burned in unless --no-demo-label).
+    """
+
+    models: Any = None
+    render_models: Any = None
+    edits: list = field(default_factory=list)
+    resolution: int = 0
+    demo: bool = False
+
+
+def model_batch(options) -> int:
+    """Frames per model call: one in the reference mode (the paper's frame-at-a-time loop)."""
+    return 1 if options.reference_mode else options.batch_size
+
+
+def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=None, total_frames: int | None = None,
+                redecode: Callable[[], Iterable[FrameBatch]] | None = None) -> Chain:
+    """The checked chain for `purpose` (see the module's docstring).
+
+    artifacts: the run's `Artifacts` (alignment.npz, latents*.npy), or None.
+    redecode: opens a second reader of the input (same range and batches) for the paste, so that the pictures
+              can be dropped after alignment instead of riding through the smoothing window; None: they ride.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}")
+    if options.passthrough:
+        return Chain([])
+    from .align import AlignStage, LandmarkStage
+    from .edit.smoothing import SmoothStage
+    from .edit.stage import EditStage
+    from .invert.stage import InvertStage
+    from .render.expand import Expansion
+    from .render.stages import PasteStage, RenderStage
+
+    batch = model_batch(options)
+    artifacts_dir = artifacts.folder if artifacts is not None and purpose == "run" else None
+    stages: list[Stage] = [
+        LandmarkStage(workers=options.landmark_workers),
+        # The encoder takes 256² aligned crops; PTI supervises the generator at its own resolution.
+        AlignStage(size=256, crop_size=parts.resolution if purpose == "pti" else None, crop=options.crop,
+                   align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
+                   require_face=purpose == "run"),  # a farm segment may hold no face: the job checks the clip
+        InvertStage(parts.models, n_iters=options.n_iters, max_batch=batch,
+                    artifacts=artifacts if purpose == "run" else None),
+        SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
+                    artifacts=artifacts if purpose == "run" else None),
+    ]
+    if purpose == "pti":
+        return Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect")
+    expansion = Expansion.parse(options.expand)
+    stages += [
+        EditStage(parts.edits, ramp=options.edit_ramp, total_frames=total_frames),
+        RenderStage(parts.render_models, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
+                    with_reconstruction=options.output_mode == "side-by-side"),
+    ]
+    if redecode is not None:
+        from .video.redecode import RedecodeStage
+
+        stages.append(RedecodeStage(redecode))
+    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode))
+    if parts.demo and options.demo_label:
+        from .render.label import DemoLabelStage
+
+        stages.append(DemoLabelStage())
+    return Chain(stages, sink_reads=SEGMENT_SINK_READS if purpose == "segment" else ("frames",))
+
+
+def plan_chain(options) -> Chain:
+    """The run's chain as the options make it, without models: for its context (the farm plans segments with it)."""
+    return build_chain(options, ChainParts(), purpose="plan")
+
+
+def chain_context(chain: Chain) -> int:
+    """Frames of context a frame needs on either side: what a farm segment decodes around its core."""
+    return max(chain.context)
+
+
+def frame_budget(options, chain: Chain) -> int:
+    """Frames the run may hold between decode and encode (`--max-frames-in-flight`, 0 = this default).
+
+    The least that lets every windowed stage release a batch: each holds its look-ahead rounded up to whole
+    batches, plus the batch at hand, plus one at the source. The default adds one batch per stage at work.
+    """
+    batch = options.batch_size if not options.reference_mode else 1
+    held = sum((math.ceil(link.context_after / batch) + 1) * batch for link in chain.links if link.context_after)
+    least = held + batch
+    if options.max_frames_in_flight:
+        if options.max_frames_in_flight < least:
+            raise UserError(f"--max-frames-in-flight must be at least {least} for this chain (its windows hold "
+                            f"{held} frames at batch size {batch})")
+        return options.max_frames_in_flight
+    return least + batch * len(chain.links)
