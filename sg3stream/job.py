@@ -10,106 +10,36 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
 from .artifacts import Artifacts
 from .chain import ChainParts, build_chain, frame_budget, model_batch
 from .errors import UserError
+from .options import RunOptions, option_fields
 from .pipeline.contract import Chain
 from .pipeline.runner import Pipeline
 from .render.expand import Expansion
 from .render.label import DEMO_METADATA
-from .render.stages import OUTPUT_MODES
 from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path, resolve_codec
 
 
-@dataclass
-class RunOptions:
-    input: Path
-    output: Path
-    # video in and out, and the pipeline's shape
-    decoder: str = "pyav"
-    hwdec: str = "auto"  # GPU decoding: auto (when it works), cuda (required) or none
-    batch_size: int = 8
-    queue_size: int = 4
-    stall_timeout: float = 600.0  # seconds a stage may hold work without progress before the run fails; 0 = off
-    max_frames_in_flight: int = 0  # frames held between decode and encode; 0 = what the chain needs (chain.py)
-    redecode: str = "auto"  # decode the input again for the paste: on, off, or auto (from 1080p up)
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "fast"
-    artifacts: Path | None = None
-    # models
-    encoder: str | None = None
-    generator: str | None = None
-    device: str = "auto"
-    engine: str = "torch"
-    compile: bool = False  # the synthesis network through torch.compile at fixed shapes (CUDA graphs on CUDA)
-    n_iters: int = 3
-    # alignment
-    crop: str = "smooth"
-    align_smoothing: float = 1.0
-    landmark_workers: int | None = None
-    # smoothing and edits
-    smooth_sigma: float = 0.0
-    fine_layers: int = 9
-    fine_window: int = 60
-    edits: list[str] = field(default_factory=list)
-    edit_ramp: bool = False
-    # rendering and output
-    expand: str | None = None
-    output_mode: str = "full"
-    demo_label: bool = True  # burn "demo model" into outputs made with the demo (see render/label.py)
-    passthrough: bool = False  # decode -> encode only (no model stages)
-    reference_mode: bool = False  # the paper's way: one frame per model call, stages one after the other
-    # pivotal tuning of the generator on the clip (sg3stream/pti; a first pass when pti_steps > 0)
-    pti_steps: int = 0
-    pti_lr: float = 3e-4
-    pti_frames: int = 64          # training frames, evenly spread over the clip
-    pti_batch: int = 1            # frames per step
-    pti_seed: int = 0
-    pti_reg_every: int = 1        # PTI locality regularisation every N steps (0 = off)
-    pti_checkpoint_every: int = 500
-    pti_checkpoint_dir: Path | None = None  # default: <artifacts>/pti or .<output name>.pti/ beside the output
-    resume: bool = False
-    save_generator: Path | None = None
-    lpips_weights: Path | None = None
-
-    def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-
 def check_options(options: RunOptions) -> None:
     """Every check that needs no model and no frame, so that a typo fails in a second, not after the models load."""
     from .edit.directions import check_edit_names
-    from .video.decode import DECODERS, HWDEC
-    from .engines.base import ENGINE_KINDS
 
-    def at_least(name: str, value, low) -> None:
-        if value is not None and value < low:
-            raise UserError(f"--{name} must be at least {low} (got {value})")
-
-    for name, value, low in (("batch-size", options.batch_size, 1), ("queue-size", options.queue_size, 1),
-                             ("n-iters", options.n_iters, 1), ("landmark-workers", options.landmark_workers, 1),
-                             ("fine-layers", options.fine_layers, 1), ("fine-window", options.fine_window, 0),
-                             ("align-smoothing", options.align_smoothing, 0), ("smooth-sigma", options.smooth_sigma, 0),
-                             ("pti-steps", options.pti_steps, 0), ("pti-frames", options.pti_frames, 1),
-                             ("pti-batch", options.pti_batch, 1), ("pti-reg-every", options.pti_reg_every, 0),
-                             ("pti-checkpoint-every", options.pti_checkpoint_every, 0),
-                             ("max-frames-in-flight", options.max_frames_in_flight, 0)):
-        at_least(name, value, low)
+    for f in option_fields():  # the bounds and the accepted values declared with each option (options.py)
+        value, low, accepted = getattr(options, f.name), f.metadata["low"], f.metadata["choices"]
+        flag = "--" + f.name.replace("_", "-")
+        if low is not None and value is not None and value < low:
+            raise UserError(f"{flag} must be at least {low} (got {value})")
+        if accepted is not None and value not in accepted:
+            raise UserError(f"{flag} must be one of {', '.join(accepted)} (got {value!r})")
     if not options.pti_lr > 0:
         raise UserError(f"--pti-lr must be positive (got {options.pti_lr})")
-    choices = {"decoder": (options.decoder, DECODERS), "hwdec": (options.hwdec, HWDEC),
-               "engine": (options.engine, ENGINE_KINDS), "output-mode": (options.output_mode, OUTPUT_MODES),
-               "crop": (options.crop, ("smooth", "fixed")), "redecode": (options.redecode, ("auto", "on", "off"))}
-    for name, (value, accepted) in choices.items():
-        if value not in accepted:
-            raise UserError(f"--{name} must be one of {', '.join(accepted)} (got {value!r})")
     if not (options.device in ("auto", "cpu", "cuda") or options.device.startswith("cuda:")
             and options.device[5:].isdigit()):
         raise UserError(f"--device must be auto, cpu, cuda or cuda:N (got {options.device!r})")

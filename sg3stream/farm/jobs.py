@@ -11,20 +11,19 @@
         output: out/short.mp4
         expand: 0,0,64,0
 
-Option names are the fields of `RunOptions` (job.py); an unknown name is an error that names it.
+Option names are the fields of `RunOptions` (declared in options.py), or the command line's name where it differs
+(`edit`); an unknown name is an error that names it.
 """
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ..errors import UserError
-from ..job import RunOptions
+from ..options import RunOptions, aliases, checked_value
 
 # Options the farm refuses (when set): per-run artifacts are not joined across segments, reference mode is a speed
 # comparison of one process. The farm sets the landmark workers itself (one per Ray worker).
@@ -38,7 +37,7 @@ UNSUPPORTED = {
     "resume": "resume goes with PTI, which the farm does not run",
 }
 FARM_KEYS = {"segment_frames"}
-ALIASES = {"edit": "edits"}
+ALIASES = aliases()  # {"edit": "edits"}
 
 
 @dataclass
@@ -106,14 +105,13 @@ def parse_job(entry: dict, name: str, base: Path) -> FarmJob:
     for key in ("input", "output"):
         if not entry.get(key):
             raise UserError(f"{name}: '{key}' is required")
-    hints = typing.get_type_hints(RunOptions)
     values = {}
     for key, value in entry.items():
         if key in FARM_KEYS:
             continue
         if key == "edits" and isinstance(value, str):
             value = [value]
-        values[key] = checked_value(name, key, value, hints[key])
+        values[key] = checked_value(key, value, where=name)
     for key in ("input", "output"):
         values[key] = (base / Path(values[key]).expanduser()).resolve()
     segment_frames = entry.get("segment_frames")
@@ -125,22 +123,3 @@ def parse_job(entry: dict, name: str, base: Path) -> FarmJob:
                         "into segments: remove segment_frames or use crop 'smooth'")
     return FarmJob(name=f"{name} ({Path(values['output']).name})", options=options, segment_frames=segment_frames)
 
-
-def checked_value(job: str, key: str, value, hint):
-    """`value` if it fits the RunOptions field's type (int, float, bool, str, Path, list[str], or None)."""
-    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    if value is None and type(None) in allowed:
-        return None
-    for kind in allowed:
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind in (str, Path) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return kind(value) if kind is Path else str(value)
-        if typing.get_origin(kind) is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    expected = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
-    raise UserError(f"{job}: option '{key}' must be {expected} (got {value!r})")
