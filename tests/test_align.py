@@ -68,7 +68,8 @@ def _run_align(stage: AlignStage, batches):
 
 
 def _cat(batches, key):
-    return np.concatenate([b.data[key] for b in batches])
+    """A per-face key over the batches, face slot 0 (the clips here have one face)."""
+    return np.concatenate([b.data[key][:, 0] for b in batches])
 
 
 def _apply(m, pts):
@@ -91,8 +92,8 @@ def clip():
     det.close()
     stage.close()
     inv0 = cv2.invertAffineTransform(m0)
-    ref_quad = _apply(inv0, params_to_quad(ffhq_params(lm0[0])))
-    landmarks = np.concatenate([b.data["landmarks"] for b in lm_batches])
+    ref_quad = _apply(inv0, params_to_quad(ffhq_params(lm0[0, 0])))
+    landmarks = np.concatenate([b.data["landmarks"] for b in lm_batches])  # [N, 1, 478, 2]: one face slot
     detected = np.concatenate([b.data["detected"] for b in lm_batches])
     return dict(frames=frames, ms=ms, thetas=thetas, landmarks=landmarks, detected=detected, ref_quad=ref_quad,
                 lm_batches=lm_batches)
@@ -129,7 +130,7 @@ def test_mesh_indices_match_mediapipe_connection_sets():
 
 
 def test_eyes_and_mouth_sides_on_the_photo(clip):
-    lm = clip["landmarks"][0]
+    lm = clip["landmarks"][0, 0]
     assert lm[list(RIGHT_EYE_CONTOUR), 0].mean() < lm[list(LEFT_EYE_CONTOUR), 0].mean()  # subject's right = image left
     assert lm[MOUTH_LEFT_CORNER, 0] < lm[MOUTH_RIGHT_CORNER, 0]
     assert lm[MOUTH_LEFT_CORNER, 1] > lm[list(RIGHT_EYE_CONTOUR), 1].mean()  # mouth below the eyes
@@ -140,10 +141,11 @@ def test_eyes_and_mouth_sides_on_the_photo(clip):
 def test_landmarks_flag_blank_frames(clip):
     expected = np.ones(N, bool)
     expected[list(BLANK)] = False
-    np.testing.assert_array_equal(clip["detected"], expected)
-    assert np.isnan(clip["landmarks"][list(BLANK)]).all()
-    assert np.isfinite(clip["landmarks"][expected]).all()
-    assert clip["landmarks"].shape == (N, 478, 2) and clip["landmarks"].dtype == np.float32
+    np.testing.assert_array_equal(clip["detected"][:, 0], expected)
+    assert np.isnan(clip["landmarks"][list(BLANK), 0]).all()
+    assert np.isfinite(clip["landmarks"][expected, 0]).all()
+    assert clip["landmarks"].shape == (N, 1, 478, 2) and clip["landmarks"].dtype == np.float32
+    assert clip["detected"].shape == (N, 1) and clip["lm_batches"][0].data["landmark_source"].shape == (8, 1)
 
 
 def test_aligned_quads_follow_known_motion(clip):
@@ -354,10 +356,10 @@ def test_small_face_fallback():
     det = LandmarkDetector()
     lm_photo, _ = det.detect_chunk(photo[None])
     det.close()
-    assert (source == SOURCE_FALLBACK).all()
-    truth = _apply(m, lm_photo[0].astype(float))
+    assert (source[:, 0] == SOURCE_FALLBACK).all()
+    truth = _apply(m, lm_photo[0, 0].astype(float))
     eye_dist = np.linalg.norm(truth[263] - truth[33])
-    assert np.median(np.linalg.norm(lm[0] - truth, axis=-1)) < 0.1 * eye_dist
+    assert np.median(np.linalg.norm(lm[0, 0] - truth, axis=-1)) < 0.1 * eye_dist
 
 
 def test_pipeline_with_process_pool_and_artifacts(clip, tmp_path):

@@ -149,13 +149,15 @@ def warp_quad(img: np.ndarray, quad: np.ndarray, size: int, enable_padding: bool
 
 def warp_quads(frames: np.ndarray, quads: np.ndarray, size: int, valid: np.ndarray | None = None,
                enable_padding: bool = True) -> np.ndarray:
-    """[N,H,W,3] frames, [N,4,2] quads -> [N,size,size,3] uint8; frames with no valid quad come out black."""
-    n = len(frames)
-    out = np.zeros((n, size, size, 3), dtype=np.uint8)
-    for i in range(n):
-        if valid is not None and not valid[i]:
+    """[N,H,W,3] frames, [N,...,4,2] quads (one per frame, or per frame and face slot) -> [N,...,size,size,3]
+    uint8; quads that are not valid come out black."""
+    quads = np.asarray(quads)
+    lead = quads.shape[:-2]
+    out = np.zeros(lead + (size, size, 3), dtype=np.uint8)
+    for position in np.ndindex(*lead):
+        if valid is not None and not valid[position]:
             continue
-        if not np.all(np.isfinite(quads[i])):
+        if not np.all(np.isfinite(quads[position])):
             continue
-        out[i] = warp_quad(frames[i], quads[i], size, enable_padding=enable_padding)
+        out[position] = warp_quad(frames[position[0]], quads[position], size, enable_padding=enable_padding)
     return out

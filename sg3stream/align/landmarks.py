@@ -57,17 +57,19 @@ class LandmarkDetector:
     """Mediapipe graphs of one worker: a tracking face mesh, a static mesh and the full-range detector.
 
     `detect_chunk(frames)` runs the mesh in tracking mode over contiguous frames (the tracker is reset at the start
-    of every chunk, so a chunk's result never depends on the chunks before it).
+    of every chunk, so a chunk's result never depends on the chunks before it). The mesh finds up to `max_faces`
+    faces (mediapipe's order); the fallback, for frames where it finds none, finds one.
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 fallback: bool = True, fallback_tiles: bool = True):
+                 fallback: bool = True, fallback_tiles: bool = True, max_faces: int = 1):
         import mediapipe as mp
 
+        self.max_faces = max_faces
         self.fallback = fallback
         self.fallback_tiles = fallback_tiles
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            static_image_mode=False, max_num_faces=max_faces, refine_landmarks=True,
             min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
         self._static_mesh = None
         self._detector = None
@@ -84,18 +86,20 @@ class LandmarkDetector:
                 g.close()
 
     def detect_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frames [N,H,W,3] uint8 RGB -> (landmarks [N,478,2] float32 pixels, NaN where none; source [N] uint8)."""
+        """frames [N,H,W,3] uint8 RGB -> (landmarks [N,F,478,2] float32 pixels, NaN where none; source [N,F] uint8),
+        F = `max_faces` slots."""
         n, h, w = frames.shape[:3]
-        out = np.full((n, NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
-        source = np.zeros(n, dtype=np.uint8)
+        out = np.full((n, self.max_faces, NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
+        source = np.zeros((n, self.max_faces), dtype=np.uint8)
         self._mesh.reset()
         prev_fallback: np.ndarray | None = None
         for i in range(n):
             img = np.ascontiguousarray(frames[i])
             res = self._mesh.process(img)
             if res.multi_face_landmarks:
-                out[i] = _landmarks_to_array(res.multi_face_landmarks[0], w, h)
-                source[i] = SOURCE_MESH
+                for k, face in enumerate(res.multi_face_landmarks[:self.max_faces]):
+                    out[i, k] = _landmarks_to_array(face, w, h)
+                    source[i, k] = SOURCE_MESH
                 prev_fallback = None
                 continue
             if not self.fallback:
@@ -104,8 +108,8 @@ class LandmarkDetector:
             if pts is None and prev_fallback is not None:
                 pts = self._fallback(img, None)
             if pts is not None:
-                out[i] = pts
-                source[i] = SOURCE_FALLBACK
+                out[i, 0] = pts
+                source[i, 0] = SOURCE_FALLBACK
             prev_fallback = pts
         return out, source
 

@@ -1,31 +1,35 @@
 """The two alignment stages of the pipeline.
 
+Every per-face key has a face axis right after the frame axis: [N, F, ...], F face slots (LandmarkStage's
+`max_faces`; 1 for now, and a later issue makes slot k one person across frames). Empty slots are NaN, False or
+black. Nothing here ever mixes two slots: bridging, smoothing and the fixed crop are per slot.
+
 LandmarkStage (executor "process"): mediapipe face mesh in tracking mode over each batch (a contiguous chunk of
 frames; the tracker restarts at every batch so batches are independent), with the full-range-detector fallback for
-small faces. Attaches:
+small faces (into slot 0, when the mesh finds no face). Attaches:
 
-  landmarks        [N,478,2] float32  source-frame pixels (OpenCV convention, pixel centres at integers), NaN if none
-  detected         [N] bool           landmarks were found in this frame
-  landmark_source  [N] uint8          0 none, 1 face mesh, 2 fallback (full-range detector + mesh on the crop)
+  landmarks        [N,F,478,2] float32  source-frame pixels (OpenCV convention, pixel centres at integers), NaN if none
+  detected         [N,F] bool           landmarks were found for this face
+  landmark_source  [N,F] uint8          0 none, 1 face mesh, 2 fallback (full-range detector + mesh on the crop)
 
 AlignStage (executor "thread"): needs the keys above. Bridges short gaps, smooths quads over a bounded window
 (holds batches back until it has seen `lookahead` frames past them; `flush()` releases the rest), warps the
 aligned and the unaligned crops and computes the generator transforms. Attaches (S = `size`):
 
-  detected      [N] bool          unchanged: False for bridged frames too -> later stages pass the frame through
-  has_quad      [N] bool          detected or bridged: the quads/crops/transform below are valid.
-                                  False -> quads and transform are NaN, images are black: pass the frame through
-  bridged       [N] bool          the quad was interpolated across a gap of at most `max_gap` frames
-  aligned_quad  [N,4,2] float32   source pixels, FFHQ corner order TL, BL, BR, TR of the aligned image
-  crop_quad     [N,4,2] float32   same, of the unaligned crop (axis-aligned square); paste-back warps the
-                                  generator output back into the frame with this quad
-  aligned       [N,S,S,3] uint8   the FFHQ-aligned crop (encoder input)
-  crop          [N,C,C,3] uint8   the unaligned crop, C = `crop_size` (what the generator renders with `transform`;
-                                  PTI's target)
-  transform     [N,3,3] float32   StyleGAN3 synthesis.input.transform: crop coords -> aligned coords (transforms.py)
-  rotation_deg  [N] float32       reference-style angle (positive = face turned counter-clockwise on screen)
-  translation   [N,2] float32     aligned centre in the crop, normalised crop units
-  scale         [N] float32       aligned quad size / crop quad size
+  detected      [N,F] bool          unchanged: False for bridged frames too -> later stages pass the face through
+  has_quad      [N,F] bool          detected or bridged: the quads/crops/transform below are valid.
+                                    False -> quads and transform are NaN, images are black: pass the face through
+  bridged       [N,F] bool          the quad was interpolated across a gap of at most `max_gap` frames
+  aligned_quad  [N,F,4,2] float32   source pixels, FFHQ corner order TL, BL, BR, TR of the aligned image
+  crop_quad     [N,F,4,2] float32   same, of the unaligned crop (axis-aligned square); paste-back warps the
+                                    generator output back into the frame with this quad
+  aligned       [N,F,S,S,3] uint8   the FFHQ-aligned crop (encoder input)
+  crop          [N,F,C,C,3] uint8   the unaligned crop, C = `crop_size` (what the generator renders with
+                                    `transform`; PTI's target)
+  transform     [N,F,3,3] float32   StyleGAN3 synthesis.input.transform: crop coords -> aligned coords (transforms.py)
+  rotation_deg  [N,F] float32       reference-style angle (positive = face turned counter-clockwise on screen)
+  translation   [N,F,2] float32     aligned centre in the crop, normalised crop units
+  scale         [N,F] float32       aligned quad size / crop quad size
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from sg3stream.pipeline.window import Window, one_batch
 
 from .artifacts import AlignmentWriter
 from .ffhq import axis_aligned, ffhq_params, params_to_quad, warp_quads
-from .landmarks import NUM_LANDMARKS, LandmarkDetector
+from .landmarks import LandmarkDetector
 from .track import bridge_gaps, smooth, window_radius
 from .transforms import generator_transforms
 
@@ -85,15 +89,20 @@ class LandmarkStage(Stage):
     fallback: when the mesh finds no face, try the full-range detector and a mesh on the detected region.
     fallback_tiles: let the fallback detector also look at overlapping tiles of the frame (smaller faces, but a
         frame without any face then costs one detector run per tile).
+    max_faces: face slots per frame (F of the per-face keys): the mesh finds up to this many faces.
     """
 
     name = "landmarks"
     executor = "process"
 
     def __init__(self, workers: int | None = None, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, fallback: bool = True, fallback_tiles: bool = True):
+                 min_tracking_confidence: float = 0.5, fallback: bool = True, fallback_tiles: bool = True,
+                 max_faces: int = 1):
         if workers is not None and workers < 1:
             raise UserError(f"the landmark worker count must be at least 1 (got {workers})")
+        if max_faces < 1:
+            raise UserError(f"the number of face slots must be at least 1 (got {max_faces})")
+        self.max_faces = int(max_faces)
         self.processes = workers or default_workers()
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
@@ -110,7 +119,7 @@ class LandmarkStage(Stage):
         if self._detector is None:
             quiet_native_logs()
             self._detector = LandmarkDetector(self.min_detection_confidence, self.min_tracking_confidence,
-                                              self.fallback, self.fallback_tiles)
+                                              self.fallback, self.fallback_tiles, max_faces=self.max_faces)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         self.setup()
@@ -192,10 +201,12 @@ class AlignStage(Stage):
 
     def _reset(self) -> None:
         self.window = Window(after=self.lookahead)  # the batches held back
-        self._params = np.zeros((0, 4))  # raw FFHQ params from stream position `_win_start` on (NaN: no face)
+        # raw FFHQ params [T, F, 4] from stream position `_win_start` on (NaN: no face); None until the first batch
+        # says how many face slots there are
+        self._params: np.ndarray | None = None
         self._win_start = 0  # the released frames' history the next bridging and smoothing reach, then the held ones
         self._any_face = False
-        self._fixed_crop: np.ndarray | None = None
+        self._fixed_crop: np.ndarray | None = None  # [F, 4] with crop="fixed": each slot's first crop (NaN: none yet)
         self._writer: AlignmentWriter | None = None
 
     def setup(self) -> None:
@@ -208,21 +219,24 @@ class AlignStage(Stage):
             raise RuntimeError("AlignStage needs the 'landmarks' of LandmarkStage")
         if self._writer is None and self.artifacts_dir is not None:
             self._writer = AlignmentWriter(self.artifacts_dir)
-        lm = np.asarray(batch.data["landmarks"], dtype=np.float32)
-        detected = np.asarray(batch.data.get("detected", np.isfinite(lm).all(axis=(1, 2))), dtype=bool)
-        params = np.full((len(batch), 4), np.nan)
+        lm = np.asarray(batch.data["landmarks"], dtype=np.float32)  # [N, F, 478, 2]
+        detected = np.asarray(batch.data["detected"], dtype=bool)  # [N, F]
+        params = np.full(detected.shape + (4,), np.nan)
         if detected.any():
             params[detected] = ffhq_params(lm[detected])
-            detected = detected & np.isfinite(params).all(axis=1)
+            detected = detected & np.isfinite(params).all(axis=-1)
             params[~detected] = np.nan
             self._any_face |= bool(detected.any())
+        if self._params is None:
+            self._params = np.zeros((0,) + params.shape[1:])
+            self._fixed_crop = np.full(params.shape[1:], np.nan)
         self._params = np.concatenate([self._params, params])
         self.window.push(batch)
         return one_batch(self._release(final=False))
 
     @property
     def found_face(self) -> bool:
-        """Whether any frame so far had a face."""
+        """Whether any frame so far had a face (in any slot)."""
         return self._any_face
 
     def flush(self) -> list[FrameBatch]:
@@ -251,17 +265,22 @@ class AlignStage(Stage):
         if not ready:
             return []
 
-        raw = self._params
-        valid = np.isfinite(raw).all(axis=1)
-        bridged_params, bridged = bridge_gaps(raw, valid, self.max_gap)
-        # A gap that reaches the end of the window is not bridged unless the stream ended (bridge_gaps only fills
-        # gaps with a face on both sides, so an open gap at the end stays NaN; nothing to do for closed_right).
-        has_quad = valid | bridged
-        aligned = smooth(bridged_params, has_quad, self.align_smoothing)
-
-        if self.crop == "smooth":
-            base = axis_aligned(bridged_params) if self.crop_axis_aligned else bridged_params
-            smooth_crop = smooth(base, has_quad, self.crop_smoothing)
+        raw = self._params  # [T, F, 4]
+        bridged_params = np.empty_like(raw)
+        bridged = np.zeros(raw.shape[:2], bool)
+        aligned = np.empty_like(raw)
+        smooth_crop = np.empty_like(raw)
+        for k in range(raw.shape[1]):  # one slot at a time: two slots never mix
+            valid = np.isfinite(raw[:, k]).all(axis=1)
+            bridged_params[:, k], bridged[:, k] = bridge_gaps(raw[:, k], valid, self.max_gap)
+            # A gap that reaches the end of the window is not bridged unless the stream ended (bridge_gaps only
+            # fills gaps with a face on both sides, so an open gap at the end stays NaN).
+            has_quad_k = valid | bridged[:, k]
+            aligned[:, k] = smooth(bridged_params[:, k], has_quad_k, self.align_smoothing)
+            if self.crop == "smooth":
+                base = axis_aligned(bridged_params[:, k]) if self.crop_axis_aligned else bridged_params[:, k]
+                smooth_crop[:, k] = smooth(base, has_quad_k, self.crop_smoothing)
+        has_quad = np.isfinite(raw).all(axis=-1) | bridged
         out = []
         for batch in ready:
             lo = position - self._win_start
@@ -269,14 +288,12 @@ class AlignStage(Stage):
             if self.crop == "smooth":
                 crop = smooth_crop[sl]
             else:
-                crop = np.full((len(batch), 4), np.nan)
-                if self._fixed_crop is None:
-                    first = np.flatnonzero(has_quad[sl])
-                    if len(first):
-                        p = aligned[sl][first[0]]
-                        self._fixed_crop = axis_aligned(p) if self.crop_axis_aligned else p
-                if self._fixed_crop is not None:
-                    crop[:] = self._fixed_crop
+                for k in range(raw.shape[1]):
+                    first = np.flatnonzero(has_quad[sl, k])
+                    if not np.isfinite(self._fixed_crop[k]).all() and len(first):
+                        p = aligned[sl][first[0], k]
+                        self._fixed_crop[k] = axis_aligned(p) if self.crop_axis_aligned else p
+                crop = np.repeat(self._fixed_crop[None], len(batch), axis=0)
                 crop[~has_quad[sl]] = np.nan
             out.append(self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl]))
             position += len(batch)
@@ -289,15 +306,13 @@ class AlignStage(Stage):
 
     def _outputs(self, batch: FrameBatch, aligned_params: np.ndarray, crop_params: np.ndarray,
                  has_quad: np.ndarray, bridged: np.ndarray) -> FrameBatch:
-        n = len(batch)
-        aligned_quad = params_to_quad(aligned_params).astype(np.float32)
+        aligned_quad = params_to_quad(aligned_params).astype(np.float32)  # [n, F, 4, 2]
         crop_quad = params_to_quad(crop_params).astype(np.float32)
         aligned_quad[~has_quad] = np.nan
         crop_quad[~has_quad] = np.nan
         tf = generator_transforms(aligned_quad, crop_quad)
         data = dict(batch.data)
-        detected = np.asarray(data.get("detected", np.zeros(n, bool)), dtype=bool) & ~bridged
-        lm = np.asarray(data.get("landmarks", np.full((n, NUM_LANDMARKS, 2), np.nan)), dtype=np.float32)
+        detected = np.asarray(data["detected"], dtype=bool) & ~bridged
         data.update(
             detected=detected,
             has_quad=has_quad.copy(),
@@ -309,14 +324,15 @@ class AlignStage(Stage):
             **tf,
         )
         if self._writer is not None:
+            # alignment.npz keeps its one-face format for now: slot 0 (a later issue adds the face axis)
             self._writer.append(dict(
                 frame_index=np.asarray(batch.index, dtype=np.int64),
-                detected=detected,
-                has_quad=has_quad,
-                landmark_source=np.asarray(data.get("landmark_source", detected.astype(np.uint8)), np.uint8),
-                landmarks=lm,
-                aligned_quad=aligned_quad,
-                crop_quad=crop_quad,
-                **tf,
+                detected=detected[:, 0],
+                has_quad=has_quad[:, 0],
+                landmark_source=np.asarray(data["landmark_source"], np.uint8)[:, 0],
+                landmarks=np.asarray(data["landmarks"], dtype=np.float32)[:, 0],
+                aligned_quad=aligned_quad[:, 0],
+                crop_quad=crop_quad[:, 0],
+                **{key: value[:, 0] for key, value in tf.items()},
             ))
         return batch.replace(data=data)

@@ -59,11 +59,13 @@ def smooth_valid(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, cent
 
 
 class SmoothStage(Stage):
-    """Smooths `latents` [N,16,512] and the transform parameters of frames that have them.
+    """Smooths `latents` [N,F,num_ws,w_dim] and the transform parameters of the faces that have them, each face
+    slot over time on its own (two slots never mix).
 
-    Reads: latents (NaN rows for frames without a face), rotation_deg, translation, scale, has_latents.
-    Attaches: latents_smoothed [N,num_ws,w_dim] float32, transform_smoothed [N,3,3] float32 (NaN where no face).
-    Holds batches until `max(radius, fine_window)` frames past them have arrived (bounded memory).
+    Reads: latents (NaN for faces not inverted), has_latents [N,F], rotation_deg [N,F], translation [N,F,2],
+    scale [N,F]. The face slots are the axes of `has_latents` after the frame axis.
+    Attaches: latents_smoothed [N,F,num_ws,w_dim] float32, transform_smoothed [N,F,3,3] float32 (NaN where no face).
+    Holds batches until `context` = max(radius, fine_window) frames past them have arrived (bounded memory).
     """
 
     name = "smooth"
@@ -76,12 +78,14 @@ class SmoothStage(Stage):
         self.fine_window = max(0, fine_window)
         self.artifacts = artifacts
         self.window = Window(after=self.context)  # the batches held back
-        # Per-frame rows from stream position `base` on: the left context plus everything not yet emitted.
+        # Per-frame rows from stream position `base` on (the left context plus everything not yet emitted), each
+        # with the face slot axis first: latents [F,num_ws,w_dim], valid [F], angle [F], translation [F,2], scale [F],
+        # and the running sums of the fine layers of the faces so far, fine_sum [F,...] and fine_count [F].
         self.base = 0
         self.rows: dict[str, list] = {k: [] for k in ("latents", "valid", "angle", "translation", "scale",
                                                         "fine_sum", "fine_count")}
         self.fine_sum = None
-        self.fine_count = 0
+        self.fine_count = None
         self.writer = None
 
     def setup(self) -> None:
@@ -99,20 +103,27 @@ class SmoothStage(Stage):
 
     def _append(self, batch: FrameBatch) -> None:
         self.window.push(batch)
-        latents = np.asarray(batch.data["latents"], dtype=np.float64)
         valid = np.asarray(batch.data["has_latents"], dtype=bool)
+        n = len(batch)
+        valid = valid.reshape(n, -1)  # [n, F]
+        faces = valid.shape[1]
+        latents = np.asarray(batch.data["latents"], dtype=np.float64).reshape((n, faces, -1) + np.shape(
+            batch.data["latents"])[-1:])
+        angle = np.asarray(batch.data["rotation_deg"], dtype=np.float64).reshape(n, faces)
+        translation = np.asarray(batch.data["translation"], dtype=np.float64).reshape(n, faces, 2)
+        scale = np.asarray(batch.data["scale"], dtype=np.float64).reshape(n, faces)
         if self.fine_sum is None:
-            self.fine_sum = np.zeros(latents.shape[1:], dtype=np.float64)
-            self.fine_sum = self.fine_sum[self.fine_from:]
-        for i in range(len(batch)):
-            if valid[i]:
-                self.fine_sum = self.fine_sum + latents[i, self.fine_from:]
-                self.fine_count += 1
+            self.fine_sum = np.zeros(latents[0, :, self.fine_from:].shape, dtype=np.float64)
+            self.fine_count = np.zeros(faces, dtype=np.int64)
+        for i in range(n):
+            # a face without latents adds nothing (its NaN codes become 0)
+            self.fine_sum = self.fine_sum + np.where(valid[i][:, None, None], latents[i, :, self.fine_from:], 0.0)
+            self.fine_count = self.fine_count + valid[i]
             self.rows["latents"].append(latents[i])
             self.rows["valid"].append(valid[i])
-            self.rows["angle"].append(float(batch.data["rotation_deg"][i]))
-            self.rows["translation"].append(np.asarray(batch.data["translation"][i], dtype=np.float64))
-            self.rows["scale"].append(float(batch.data["scale"][i]))
+            self.rows["angle"].append(angle[i])
+            self.rows["translation"].append(translation[i])
+            self.rows["scale"].append(scale[i])
             self.rows["fine_sum"].append(self.fine_sum)
             self.rows["fine_count"].append(self.fine_count)
 
@@ -128,29 +139,37 @@ class SmoothStage(Stage):
         return out
 
     def _smoothed(self, batch: FrameBatch, position: int) -> FrameBatch:
-        valid = np.array(self.rows["valid"])
-        latents = np.stack(self.rows["latents"])
+        valid = np.stack(self.rows["valid"])  # [T, F]
+        latents = np.stack(self.rows["latents"])  # [T, F, num_ws, w_dim]
+        angle = np.stack(self.rows["angle"])
+        translation = np.stack(self.rows["translation"])
+        scale = np.stack(self.rows["scale"])
         centers = np.arange(position, position + len(batch)) - self.base
-        smoothed = smooth_valid(latents, valid, self.kernel, centers)
-        # fine layers: mean over the frames with a face in c-W .. c+W, from the running (prefix) sums
-        for k, c in enumerate(centers):
-            if not valid[c]:
-                continue
-            hi = min(c + self.fine_window, len(valid) - 1)
-            lo = c - self.fine_window - 1  # the prefix sum just before the window; < 0 only while nothing is dropped
-            total = self.rows["fine_sum"][hi] - (self.rows["fine_sum"][lo] if lo >= 0 else 0.0)
-            count = self.rows["fine_count"][hi] - (self.rows["fine_count"][lo] if lo >= 0 else 0)
-            smoothed[k, self.fine_from:] = total / count
-        angles = np.degrees(np.unwrap(np.radians(np.nan_to_num(np.array(self.rows["angle"])))))
-        params = np.concatenate([angles[:, None], np.stack(self.rows["translation"]),
-                                 np.array(self.rows["scale"])[:, None]], axis=1)
-        p = smooth_valid(params, valid, self.kernel, centers)
-        transforms = transform_from_params(p[:, 0], p[:, 1:3], p[:, 3])
+        faces = valid.shape[1]
+        smoothed = np.full((len(batch),) + latents.shape[1:], np.nan)
+        transforms = np.full((len(batch), faces, 3, 3), np.nan)
+        for f in range(faces):  # each slot over time on its own
+            smoothed[:, f] = smooth_valid(latents[:, f], valid[:, f], self.kernel, centers)
+            # fine layers: mean over the frames with a face in c-W .. c+W, from the running (prefix) sums
+            for k, c in enumerate(centers):
+                if not valid[c, f]:
+                    continue
+                hi = min(c + self.fine_window, len(valid) - 1)
+                lo = c - self.fine_window - 1  # the prefix sum just before the window; < 0 only while nothing dropped
+                total = self.rows["fine_sum"][hi][f] - (self.rows["fine_sum"][lo][f] if lo >= 0 else 0.0)
+                count = self.rows["fine_count"][hi][f] - (self.rows["fine_count"][lo][f] if lo >= 0 else 0)
+                smoothed[k, f, self.fine_from:] = total / count
+            angles = np.degrees(np.unwrap(np.radians(np.nan_to_num(angle[:, f]))))
+            params = np.concatenate([angles[:, None], translation[:, f], scale[:, f, None]], axis=1)
+            p = smooth_valid(params, valid[:, f], self.kernel, centers)
+            transforms[:, f] = transform_from_params(p[:, 0], p[:, 1:3], p[:, 3])
+        slots = np.shape(batch.data["has_latents"])  # the face axes as they came in
         out = batch.replace()
-        out.data["latents_smoothed"] = smoothed.astype(np.float32)
-        out.data["transform_smoothed"] = transforms.astype(np.float32)
+        out.data["latents_smoothed"] = smoothed.astype(np.float32).reshape(slots + latents.shape[2:])
+        out.data["transform_smoothed"] = transforms.astype(np.float32).reshape(slots + (3, 3))
         if self.writer is not None:
-            self.writer.write(out.data["latents_smoothed"])
+            # latents_smoothed.npy keeps its one-face format for now: slot 0 (a later issue adds the face axis)
+            self.writer.write(smoothed[:, 0].astype(np.float32))
         return out
 
     def _drop_before(self, frame: int) -> None:

@@ -12,7 +12,8 @@ class EditStage(Stage):
     """Adds `strength * direction` for every edit, in W (to `latents_smoothed`) or in S (as style offsets).
 
     ramp: the strength grows linearly from 0 at the first frame to its full value at frame `total_frames - 1`.
-    Attaches ws_edit [N,num_ws,w_dim] float32 and style_offsets {layer: [N, channels]} (empty without S edits).
+    Attaches ws_edit [N,F,num_ws,w_dim] float32 and style_offsets {layer: [N,F,channels]} (empty without S edits):
+    every face slot of a frame gets the frame's strength.
     """
 
     name = "edit"
@@ -30,13 +31,15 @@ class EditStage(Stage):
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         ws = np.array(batch.data["latents_smoothed"], dtype=np.float32, copy=True)
+        faces = ws.shape[:-2]  # frames, face slots
         offsets: dict[str, np.ndarray] = {}
         for edit in self.edits:
-            k = self.strengths(batch.index, edit.strength)
+            # one strength per frame, the same for each of its faces
+            k = self.strengths(batch.index, edit.strength).reshape((-1,) + (1,) * (len(faces) - 1))
             if edit.direction.w is not None:
-                ws += k[:, None, None] * edit.direction.w[None]
+                ws += k[..., None, None] * edit.direction.w
             for layer, d in edit.direction.s.items():
-                offsets[layer] = offsets.get(layer, 0) + k[:, None] * d[None]
+                offsets[layer] = offsets.get(layer, np.zeros(faces + d.shape, np.float32)) + k[..., None] * d
         out = batch.replace()
         out.data["ws_edit"] = ws
         out.data["style_offsets"] = offsets

@@ -18,8 +18,9 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 class InvertStage(Stage):
-    """Reads `aligned` [N,S,S,3] uint8 and `detected`; attaches `latents` [N,num_ws,w_dim] float32 (NaN rows where
-    no face was detected) and `has_latents` [N] bool. Writes `latents.npy` (streamed) to the artifacts."""
+    """Reads `aligned` [N,F,S,S,3] uint8, `detected` and `has_quad` [N,F]; attaches `latents` [N,F,num_ws,w_dim]
+    float32 (NaN where no face was detected) and `has_latents` [N,F] bool. Every face of the batch, whatever its
+    frame and slot, goes through the encoder in the same calls. Writes `latents.npy` (streamed) to the artifacts."""
 
     name = "invert"
 
@@ -39,10 +40,10 @@ class InvertStage(Stage):
     @torch.no_grad()
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         g = self.encoder.generator
-        sel = np.asarray(batch.data["detected"], bool) & np.asarray(batch.data["has_quad"], bool)
-        latents = np.full((len(batch), g.num_ws, g.w_dim), np.nan, np.float32)
+        sel = np.asarray(batch.data["detected"], bool) & np.asarray(batch.data["has_quad"], bool)  # [N, F]
+        latents = np.full(sel.shape + (g.num_ws, g.w_dim), np.nan, np.float32)
         if sel.any():
-            images = to_device(batch.data["aligned"][sel], self.models.device)
+            images = to_device(batch.data["aligned"][sel], self.models.device)  # the valid (frame, slot) pairs
             images = images.permute(0, 3, 1, 2).float() / 127.5 - 1
             codes = self.encoder.invert(images, n_iters=self.n_iters, batch_size=self.max_batch)
             latents[sel] = codes.float().cpu().numpy()
@@ -50,5 +51,5 @@ class InvertStage(Stage):
         out.data["latents"] = latents
         out.data["has_latents"] = sel
         if self.writer is not None:
-            self.writer.write(latents)
+            self.writer.write(latents[:, 0])  # latents.npy keeps its one-face format for now: slot 0
         return out

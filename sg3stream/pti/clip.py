@@ -30,26 +30,27 @@ log = logging.getLogger("sg3stream")
 
 
 class FrameCollector:
-    """Sink of pass 1: keeps an evenly spread, bounded subset of the frames with a face."""
+    """Sink of pass 1: keeps an evenly spread, bounded subset of the faces (every face slot of a frame that has
+    latents is a sample; the slots are the axes of `has_latents` after the frame axis)."""
 
     def __init__(self, max_frames: int):
         if max_frames < 1:
             raise UserError("--pti-frames must be at least 1")
         self.max_frames = max_frames
-        self.stride = 1       # keep every stride-th face frame
-        self.seen = 0         # face frames seen so far
+        self.stride = 1       # keep every stride-th face
+        self.seen = 0         # faces seen so far
         self.kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def __call__(self, batch: FrameBatch) -> None:
         has = np.asarray(batch.data["has_latents"], bool)
-        for i in np.flatnonzero(has):
-            transform = batch.data["transform_smoothed"][i]
-            latents = batch.data["latents_smoothed"][i]
+        for face in map(tuple, np.argwhere(has)):  # (frame, slot) pairs, frame by frame
+            transform = batch.data["transform_smoothed"][face]
+            latents = batch.data["latents_smoothed"][face]
             if not (np.isfinite(transform).all() and np.isfinite(latents).all()):
                 continue
             if self.seen % self.stride == 0:
-                self.kept.append((int(batch.index[i]), batch.data["crop"][i].copy(), latents.astype(np.float32),
-                                  transform.astype(np.float32)))
+                self.kept.append((int(batch.index[face[0]]), batch.data["crop"][face].copy(),
+                                  latents.astype(np.float32), transform.astype(np.float32)))
                 if len(self.kept) >= 2 * self.max_frames:
                     self.kept = self.kept[::2]
                     self.stride *= 2

@@ -1,8 +1,8 @@
 """Rendering and paste-back stages.
 
-RenderStage renders the edited codes of the frames that have a face, with their smoothed transforms, many frames
-(and all their field-of-view copies) per synthesis call. PasteStage puts the result back into the frame, or lays
-out the crop / the side-by-side review.
+RenderStage renders the edited codes of the faces (every face slot of every frame that has one), with their smoothed
+transforms, many faces (and all their field-of-view copies) per synthesis call. PasteStage puts the results back
+into the frame, or lays out the crop / the side-by-side review.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 class RenderStage(Stage):
-    """Attaches `render` [N,H,W,3] uint8 (H = res + top + bottom, W = res + left + right; black where no face), and
-    `render_recon` (the unedited reconstruction) when `with_reconstruction`.
+    """Attaches `render` [N,F,H,W,3] uint8 (H = res + top + bottom, W = res + left + right; black where no face),
+    and `render_recon` (the unedited reconstruction) when `with_reconstruction`.
 
     With an engine other than torch (`Models.synthesis_engine`), W codes render through it; batches with StyleSpace
     edits render in torch, because the exported graph takes W codes, not styles.
@@ -88,13 +88,17 @@ class RenderStage(Stage):
         return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion, one_call=self.one_call_per_batch))
 
     def _render_all(self, ws, offsets, transforms, sel) -> np.ndarray:
+        """The faces `sel` [N,F] selects, `max_batch` (frame, slot) pairs per call -> [N,F,H,W,3], black elsewhere."""
         res = self.generator.img_resolution
         h, w = self.expansion.canvas(res)
-        out = np.zeros((len(ws), h, w, 3), np.uint8)
-        rows = np.flatnonzero(sel)
-        for start in range(0, len(rows), self.max_batch):
-            r = rows[start:start + self.max_batch]
-            out[r] = self._render(ws[r], {k: v[r] for k, v in offsets.items()}, transforms[r])
+        out = np.zeros(sel.shape + (h, w, 3), np.uint8)
+        ws, transforms = ws[sel], transforms[sel]  # the faces to render, frame by frame
+        offsets = {k: v[sel] for k, v in offsets.items()}
+        rendered = np.zeros((len(ws), h, w, 3), np.uint8)
+        for start in range(0, len(ws), self.max_batch):
+            r = slice(start, start + self.max_batch)
+            rendered[r] = self._render(ws[r], {k: v[r] for k, v in offsets.items()}, transforms[r])
+        out[sel] = rendered
         return out
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
@@ -111,8 +115,10 @@ class RenderStage(Stage):
 class PasteStage(Stage):
     """Replaces `frames` by the output picture: the edited frame, the edited crop, or input | reconstruction | edit.
 
-    Frames without a face (or only bridged over a gap) are passed through unchanged in `full` mode; in the crop
-    modes they show the frame's crop region (or the whole frame, letterboxed, when no crop is known).
+    `full` pastes every face slot's render into the frame, larger faces last (where two faces overlap, the nearer
+    one is on top). Faces without latents (none, or only bridged over a gap) are passed through unchanged; in the
+    crop modes, which show face slot 0, a frame without it shows its crop region (or the whole frame, letterboxed,
+    when no crop is known).
     """
 
     name = "paste"
@@ -132,24 +138,31 @@ class PasteStage(Stage):
                               borderMode=cv2.BORDER_CONSTANT)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
-        edited = np.asarray(batch.data["has_latents"], bool)
+        edited = np.asarray(batch.data["has_latents"], bool)  # [N, F]
+        crop_quad = batch.data["crop_quad"]
         frames = []
         for i, frame in enumerate(batch.frames):
-            quad = batch.data["crop_quad"][i]
             if self.mode == "full":
-                if edited[i]:
-                    frame = paste(frame, batch.data["render"][i], quad, batch.data["landmarks"][i], self.res,
-                                  self.expansion, colour_match=self.colour_match)
+                for k in paste_order(crop_quad[i], edited[i]):
+                    frame = paste(frame, batch.data["render"][i, k], crop_quad[i, k], batch.data["landmarks"][i, k],
+                                  self.res, self.expansion, colour_match=self.colour_match)
                 frames.append(frame)
                 continue
-            source = self._source_crop(frame, quad)
-            edit = batch.data["render"][i] if edited[i] else source
+            source = self._source_crop(frame, crop_quad[i, 0])
+            edit = batch.data["render"][i, 0] if edited[i, 0] else source
             if self.mode == "crop":
                 frames.append(edit)
             else:
-                recon = batch.data["render_recon"][i] if edited[i] else source
+                recon = batch.data["render_recon"][i, 0] if edited[i, 0] else source
                 frames.append(np.concatenate([source, recon, edit], axis=1))
         return batch.replace(frames=np.stack(frames))
+
+
+def paste_order(crop_quads: np.ndarray, edited: np.ndarray) -> list[int]:
+    """The slots of one frame to paste, smaller faces (crop side) first, so that larger ones end on top."""
+    slots = np.flatnonzero(edited)
+    sides = np.linalg.norm(crop_quads[slots, 3] - crop_quads[slots, 0], axis=-1)
+    return slots[np.argsort(sides, kind="stable")].tolist()
 
 
 def letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
