@@ -99,18 +99,19 @@ class OnnxEngine(Engine):
                     input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",),
                     cache: bool = True, cache_dir: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
                     **kw: Any) -> "OnnxEngine":
-        """Export `module` (cached by its fingerprint when cache=True) and open a session on it."""
+        """Export `module` and open a session on it. cache=True: the graph is kept in the cache, by the module's
+        fingerprint (a second run does not export again); False: exported to a temporary folder, removed once the
+        session has read it (weights no other run will ask for, such as a PTI-tuned generator's)."""
         example_inputs = as_tuple(example_inputs)
+        if not cache:
+            with tempfile.TemporaryDirectory(prefix="sg3stream-onnx-") as tmp:
+                path = export_onnx(module, example_inputs, Path(tmp) / "graph.onnx", input_names=input_names,
+                                   output_names=output_names, opset=opset)
+                return cls(path, device=device, **kw)
         shapes = ";".join(f"{tuple(x.shape[1:])}:{x.dtype}" for x in example_inputs)
         key = module_fingerprint(module, f"onnx|{opset}|{shapes}|{input_names}|{output_names}")
-        folder = Path(cache_dir) if cache_dir else cache_root() / "onnx"
-        if cache:
-            path = folder / f"{key}.onnx"
-            if not path.is_file():
-                export_onnx(module, example_inputs, path, input_names=input_names, output_names=output_names,
-                            opset=opset)
-        else:
-            path = Path(tempfile.mkdtemp(prefix="sg3stream-onnx-")) / f"{key}.onnx"
+        path = (Path(cache_dir) if cache_dir else cache_root() / "onnx") / f"{key}.onnx"
+        if not path.is_file():
             export_onnx(module, example_inputs, path, input_names=input_names, output_names=output_names, opset=opset)
         return cls(path, device=device, **kw)
 
