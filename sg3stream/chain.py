@@ -32,14 +32,14 @@ SEGMENT_SINK_READS = ("frames", "has_latents")
 class ChainParts:
     """What the chain is built from, besides the options.
 
-    models: the run's encoder and generator (`Models`, loaded lazily), used by inversion.
-    render_models: what renders: the run's models, or PTI's tuned generator (`RenderModels`).
+    inverter, renderer: what inverts and what renders (sg3stream/models/components.py, chosen once from --engine
+        and --compile); with PTI the renderer renders the tuned generator, the inverter keeps the original.
     edits: the resolved `Edit`s. resolution: the generator's output size (paste geometry, PTI's crops).
     demo: the output shows the demo model (a caption is burned in unless --no-demo-label).
     """
 
-    models: Any = None
-    render_models: Any = None
+    inverter: Any = None
+    renderer: Any = None
     edits: list = field(default_factory=list)
     resolution: int = 0
     demo: bool = False
@@ -77,7 +77,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         AlignStage(size=256, crop_size=parts.resolution if purpose == "pti" else None, crop=options.crop,
                    align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
                    require_face=purpose == "run"),  # a farm segment may hold no face: the job checks the clip
-        InvertStage(parts.models, n_iters=options.n_iters, max_batch=batch,
+        InvertStage(parts.inverter, n_iters=options.n_iters, max_batch=batch,
                     artifacts=artifacts if purpose == "run" else None),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
                     artifacts=artifacts if purpose == "run" else None),
@@ -87,7 +87,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     expansion = Expansion.parse(options.expand)
     stages += [
         EditStage(parts.edits, ramp=options.edit_ramp, total_frames=total_frames),
-        RenderStage(parts.render_models, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
+        RenderStage(parts.renderer, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
                     with_reconstruction=options.output_mode == "side-by-side"),
     ]
     if redecode is not None:

@@ -18,7 +18,6 @@ from .artifacts import Artifacts
 from .chain import ChainParts, build_chain, frame_budget, model_batch
 from .errors import UserError
 from .options import RunOptions, option_fields
-from .pipeline.contract import Chain
 from .pipeline.runner import Pipeline
 from .render.expand import Expansion
 from .render.label import DEMO_METADATA
@@ -46,6 +45,15 @@ def check_options(options: RunOptions) -> None:
     Expansion.parse(options.expand)
     if (options.save_generator is not None or options.resume) and options.pti_steps == 0:
         raise UserError("--save-generator and --resume go with --pti-steps N (N > 0)")
+    if options.engine == "tensorrt" and options.pti_steps > 0:
+        # The render stage gets a renderer of the run's kind built from the tuned weights, after the tuning:
+        # refuse now what could not be built then.
+        from .engines.tensorrt_engine import tensorrt_available
+
+        ok, why = tensorrt_available() if options.device != "cpu" else (False, "--device cpu")
+        if not ok:
+            raise UserError(f"--engine tensorrt with --pti-steps needs a TensorRT engine built from the tuned "
+                            f"generator, which cannot be built here ({why}); use --engine onnx or torch")
     if options.passthrough:
         return
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
@@ -71,11 +79,13 @@ def load_parts(options: RunOptions, reporter: Reporter | None = None) -> tuple[C
     or --fine-layers fail here, before any frame of the run is decoded."""
     from .edit.directions import DirectionCatalog
     from .models.bundle import Models
+    from .models.components import make_components
 
-    models = Models(encoder=options.encoder, generator=options.generator, device=options.device,
-                    engine=options.engine, compile=options.compile, compile_rows=model_batch(options))
+    models = Models(encoder=options.encoder, generator=options.generator, device=options.device)
+    # --engine onnx/tensorrt: the graphs are exported/built here, not mid-run
+    inverter, renderer = make_components(models, engine=options.engine, compile=options.compile,
+                                         compile_rows=model_batch(options))
     generator = models.generator()
-    models.synthesis_engine()  # --engine onnx/tensorrt: the synthesis graph is exported/built here, not mid-run
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
     catalog = DirectionCatalog.for_generator(generator, demo=uses_demo_directions(options, generator_file),
                                              generator_path=generator_file)
@@ -83,12 +93,12 @@ def load_parts(options: RunOptions, reporter: Reporter | None = None) -> tuple[C
     if not 0 < options.fine_layers <= generator.num_ws:
         raise UserError(f"--fine-layers must be between 1 and {generator.num_ws}")
     demo = uses_demo_model(options, generator_file)
-    parts = ChainParts(models=models, render_models=models, edits=edits, resolution=generator.img_resolution,
+    parts = ChainParts(inverter=inverter, renderer=renderer, edits=edits, resolution=generator.img_resolution,
                        demo=demo)
     if options.pti_steps > 0:
         from .pti.clip import tune_generator
 
-        parts.render_models = tune_generator(options, parts, reporter)
+        parts.renderer = tune_generator(options, parts, reporter)  # same kind, tuned weights
     description = {
         "generator": options.generator or ("demo" if models.is_demo else "from the encoder checkpoint"),
         "encoder": options.encoder or "demo",
@@ -101,13 +111,12 @@ def load_parts(options: RunOptions, reporter: Reporter | None = None) -> tuple[C
     return parts, description
 
 
-def acceleration(chain: Chain, reader: FrameReader, codec: str) -> dict:
-    """Which fast paths the run actually took (a compile or a kernel load may have fallen back with a warning)."""
+def acceleration(renderer, reader: FrameReader, codec: str) -> dict:
+    """Which fast paths the run actually took: decoding, the codec, and what the renderer reports it ran (a compile
+    or a kernel load may have fallen back with a warning); no renderer with --passthrough."""
     used: dict = {"hw_decoding": reader.hw_decoding, "codec": codec}
-    for stage in chain.stages:  # the stage that rendered says how (see RenderStage.acceleration)
-        report = getattr(stage, "acceleration", None)
-        if report is not None and getattr(stage, "generator", None) is not None:
-            used.update(report())
+    if renderer is not None:
+        used.update(renderer.describe())
     return used
 
 
@@ -191,7 +200,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
         "frames": writer.frames_written,
         "frames_announced": info.frames,
         "complete": reader.complete,
-        "acceleration": acceleration(chain, reader, codec),
+        "acceleration": acceleration(parts.renderer, reader, codec),
         "memory": pipeline.memory(),
         "seconds": seconds,
         "fps": writer.frames_written / seconds if seconds > 0 else 0.0,

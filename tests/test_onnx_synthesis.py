@@ -1,5 +1,5 @@
 """The synthesis network exported to ONNX (opset 17, dynamic batch, the per-frame transform as an input), run with
-ONNX Runtime and compared to torch; the render stage using it through `Models.synthesis_engine`."""
+ONNX Runtime and compared to torch; the render stage using it through an ONNX renderer (models/components.py)."""
 import time
 from pathlib import Path
 
@@ -74,39 +74,44 @@ def test_onnx_synthesis_matches_torch(name, tmp_path):
 
 
 @torch.no_grad()
-def test_models_synthesis_engine_and_render_stage(private_cache):
+def test_onnx_renderer_in_the_render_stage(private_cache, caplog):
     from sg3stream.models.bundle import Models
+    from sg3stream.models.components import make_components
     from sg3stream.render.expand import Expansion
     from sg3stream.render.stages import RenderStage
 
-    assert Models(engine="torch").synthesis_engine() is None
-    models = Models(engine="onnx", device="cpu")
-    engine = models.synthesis_engine()
-    assert engine.kind == "onnx" and models.synthesis_engine() is engine  # built once
+    models = Models(device="cpu")
+    _, renderer = make_components(models, engine="onnx")
+    _, eager = make_components(models, engine="torch")
+    assert renderer.kind == "onnx" and eager.kind == "eager"
     assert len(list((private_cache / "onnx").glob("*.onnx"))) == 2  # the encoder's graph and the synthesis graph
     G = models.generator()
     ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)), None, truncation_psi=0.7)
     transforms = sample_transforms(2)
 
-    onnx_stage, torch_stage = RenderStage(models, Expansion(left=16)), RenderStage(models, Expansion(left=16))
+    onnx_stage, torch_stage = RenderStage(renderer, Expansion(left=16)), RenderStage(eager, Expansion(left=16))
     onnx_stage.setup()
     torch_stage.setup()
-    torch_stage.engine = None
-    assert onnx_stage.engine is engine
     ours = onnx_stage._render(ws.numpy(), {}, transforms.numpy())
     ref = torch_stage._render(ws.numpy(), {}, transforms.numpy())
     assert ours.shape == ref.shape == (2, 256, 256 + 16, 3)
     assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1  # uint8 rounding
+    assert renderer.describe() == {"device": "cpu", "compiled": False, "ops": "torch", "engine": "onnx"}
 
-    # StyleSpace offsets need the styles path: rendered in torch, the engine is not called
+    # StyleSpace offsets need the styles path: the renderer's torch path renders them (said once), not the engine
     def refuse(*args):
         raise AssertionError("the engine renders W codes only")
 
-    onnx_stage.engine = refuse
+    engine, renderer.engine = renderer.engine, refuse
     layer = G.synthesis.layer_names[3]
     offsets = {layer: np.full((2, getattr(G.synthesis, layer).in_channels), 0.5, np.float32)}
-    np.testing.assert_array_equal(onnx_stage._render(ws.numpy(), offsets, transforms.numpy()),
-                                  torch_stage._render(ws.numpy(), offsets, transforms.numpy()))
+    with caplog.at_level("WARNING", logger="sg3stream"):
+        styled = onnx_stage._render(ws.numpy(), offsets, transforms.numpy())
+        onnx_stage._render(ws.numpy(), offsets, transforms.numpy())
+    np.testing.assert_array_equal(styled, torch_stage._render(ws.numpy(), offsets, transforms.numpy()))
+    assert caplog.text.count("StyleSpace edits render in torch (eager)") == 1
+    assert renderer.describe()["stylespace"] == "torch (eager)"  # the run reports it
+    renderer.engine = engine
 
 
 def test_run_with_onnx_engine_matches_torch(tmp_path, private_cache):

@@ -209,10 +209,88 @@ def test_pti_collects_its_targets_at_the_generators_resolution(tmp_path):
     from sg3stream.chain import ChainParts
     from sg3stream.job import RunOptions
     from sg3stream.models.bundle import Models
+    from sg3stream.models.components import make_components
     from sg3stream.pti.clip import collect_samples
 
     clip = write_clip(tmp_path / "face.mp4", face_frames(3, 320, 240), fps=24, audio=None)
     options = RunOptions(input=clip, output=tmp_path / "o.mp4", landmark_workers=1, pti_frames=2)
-    samples = collect_samples(options, ChainParts(models=Models(device="cpu"), resolution=512))
+    inverter, renderer = make_components(Models(device="cpu"))
+    samples = collect_samples(options, ChainParts(inverter=inverter, renderer=renderer, resolution=512))
     assert samples.crops.shape[1:] == (512, 512, 3)
     assert len(samples) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run's engine kept through PTI
+
+def test_pti_with_onnx_renders_the_tuned_generator_through_onnx(tmp_path, monkeypatch):
+    """`--engine onnx --pti-steps 2`: the tuned weights are exported again and the render stage renders them through
+    ONNX (not torch); run.json says onnx; the tuned graph is not kept in the cache."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    import sg3stream.pti.clip as clip_module
+
+    monkeypatch.setenv("SG3STREAM_CACHE", str(tmp_path / "cache"))
+    seen = {"engine_calls": 0}
+    real_tune = clip_module.tune_generator
+
+    def tune_and_count(options, parts, reporter=None):
+        tuned = real_tune(options, parts, reporter)
+        seen["original"], seen["tuned"] = parts.renderer, tuned
+        engine = seen["engine"] = tuned.engine
+
+        def counting(*inputs):
+            seen["engine_calls"] += 1
+            return engine(*inputs)
+
+        tuned.engine = counting
+        return tuned
+
+    monkeypatch.setattr(clip_module, "tune_generator", tune_and_count)
+    clip = write_clip(tmp_path / "face.mp4", face_frames(4, 320, 240), fps=24)
+    result = CliRunner().invoke(app, ["run", str(clip), "-o", str(tmp_path / "out.mp4"), "--engine", "onnx",
+                                      "--pti-steps", "2", "--pti-lr", "3e-3", "--landmark-workers", "1",
+                                      "--artifacts", str(tmp_path / "art"), "--log-format", "json"])
+    assert result.exit_code == 0, result.output
+    original, tuned = seen["original"], seen["tuned"]
+    assert original.kind == tuned.kind == "onnx" and tuned.generator is not original.generator
+    assert seen["engine_calls"] > 0  # the render stage rendered through the tuned ONNX graph
+    used = json.loads((tmp_path / "art" / "run.json").read_text())["acceleration"]
+    assert used["engine"] == "onnx" and used == {"hw_decoding": False, "codec": "libx264", **tuned.describe()}
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # the encoder's and the original's graphs
+
+    # What the ONNX renderer renders is the tuned generator's torch render (within ONNX's tolerance), not the
+    # original's.
+    G = tuned.generator
+    ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(3)), None, truncation_psi=0.7)
+    t = torch.eye(3).repeat(2, 1, 1)
+    t[:, 0, 2] = torch.tensor([0.05, -0.05])
+    tuned.engine = seen["engine"]  # without the counter
+    with torch.no_grad():
+        ours, tuned_torch = tuned.render(ws, t), G.synthesis(ws, transform=t)
+        untuned = original.generator.synthesis(ws, transform=t)
+    scale = float(tuned_torch.abs().max())
+    error, tuning = float((ours - tuned_torch).abs().max()) / scale, float((tuned_torch - untuned).abs().max()) / scale
+    print(f"tuned ONNX vs tuned torch: rel {error:.2g}; tuned vs untuned torch: rel {tuning:.2g}")
+    assert error <= 1e-4 and tuning > 100 * error
+
+
+def test_tensorrt_with_pti_is_refused_before_any_model_loads(tmp_path, monkeypatch):
+    from sg3stream.engines.tensorrt_engine import tensorrt_available
+    from sg3stream.models import bundle
+
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT can run here: the tuned engine can be built")
+
+    def refuse(self):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(bundle.Models, "_load", refuse)
+    clip = write_clip(tmp_path / "face.mp4", face_frames(2, 160, 120), fps=24)
+    result = CliRunner().invoke(app, ["run", str(clip), "-o", str(tmp_path / "o.mp4"), "--engine", "tensorrt",
+                                      "--pti-steps", "2"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: --engine tensorrt with --pti-steps") and "--engine onnx" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.mp4"]

@@ -24,28 +24,26 @@ class InvertStage(Stage):
 
     name = "invert"
 
-    def __init__(self, models, n_iters: int = 3, max_batch: int = 8, artifacts=None):
-        self.models = models
+    def __init__(self, inverter, n_iters: int = 3, max_batch: int = 8, artifacts=None):
+        self.inverter = inverter  # sg3stream/models/components.py: chosen once for the run
         self.n_iters = n_iters
         self.max_batch = max_batch
         self.artifacts = artifacts
-        self.encoder = None
         self.writer = None
 
     def setup(self) -> None:
-        self.encoder = self.models.encoder()
         if self.artifacts is not None:
             self.writer = self.artifacts.open_npy_stream("latents.npy")
 
     @torch.no_grad()
     def __call__(self, batch: FrameBatch) -> FrameBatch:
-        g = self.encoder.generator
+        g = self.inverter.generator
         sel = np.asarray(batch.data["detected"], bool) & np.asarray(batch.data["has_quad"], bool)  # [N, F]
         latents = np.full(sel.shape + (g.num_ws, g.w_dim), np.nan, np.float32)
         if sel.any():
-            images = to_device(batch.data["aligned"][sel], self.models.device)  # the valid (frame, slot) pairs
+            images = to_device(batch.data["aligned"][sel], self.inverter.device)  # the valid (frame, slot) pairs
             images = images.permute(0, 3, 1, 2).float() / 127.5 - 1
-            codes = self.encoder.invert(images, n_iters=self.n_iters, batch_size=self.max_batch)
+            codes = self.inverter.invert(images, n_iters=self.n_iters, batch_size=self.max_batch)
             latents[sel] = codes.float().cpu().numpy()
         out = batch.replace()
         out.data["latents"] = latents

@@ -10,8 +10,9 @@ rendered. So with `--pti-steps N > 0` a run has two passes:
           resolution, 25 MB at 256x256, 400 MB at 1024x1024),
           then picks `--pti-frames` evenly spread ones;
   train:  sg3stream.pti.train on those samples (checkpoints, --resume);
-  pass 2: the normal run; the render stage uses the tuned generator (`RenderModels`), while inversion keeps the
-          original one (the pivots come from it, as in the reference). Pass 2 redoes landmarks and inversion: they
+  pass 2: the normal run; the render stage gets a renderer of the run's kind (eager, compiled, ONNX: the tuned
+          weights are exported again) over the tuned generator, while inversion keeps the original one (the pivots
+          come from it, as in the reference). Pass 2 redoes landmarks and inversion: they
           are deterministic, so its pivots are those pass 1 trained on.
 """
 from __future__ import annotations
@@ -65,33 +66,6 @@ class FrameCollector:
                           latents=np.stack([r[2] for r in rows]), transforms=np.stack([r[3] for r in rows]))
 
 
-class RenderModels:
-    """`Models` as the render stage sees it in pass 2: the tuned generator, the original encoder and device."""
-
-    def __init__(self, models, generator):
-        self.base = models
-        self.device = models.device
-        self._generator = generator.to(models.device)
-
-    @property
-    def is_demo(self) -> bool:
-        return self.base.is_demo
-
-    def encoder(self):
-        return self.base.encoder()
-
-    def generator(self):
-        return self._generator
-
-    def synthesis(self):
-        """The tuned network, compiled when the run compiles its models (a wrapper of its own: other weights)."""
-        if getattr(self.base, "compile", False):
-            from ..models.compiled import CompiledSynthesis
-
-            return CompiledSynthesis(self._generator.synthesis, min_rows=self.base.compile_rows)
-        return self._generator.synthesis
-
-
 def checkpoint_dir_for(options) -> Path:
     """Where PTI checkpoints go: `<artifacts>/pti/`, else the hidden folder `.<output name>.pti/` beside the output."""
     if options.pti_checkpoint_dir is not None:
@@ -123,12 +97,12 @@ def collect_samples(options, parts) -> PTISamples:
     return collector.samples()
 
 
-def tune_generator(options, parts, reporter=None) -> RenderModels:
-    """Pass 1 and training; returns what renders the run: the tuned generator beside the run's encoder (also saved
-    to --save-generator when given)."""
+def tune_generator(options, parts, reporter=None):
+    """Pass 1 and training; returns what renders the run: a renderer of the same kind as `parts.renderer` over the
+    tuned generator (also saved to --save-generator when given)."""
     config = pti_config(options)
     started = time.perf_counter()
-    models = parts.models
+    renderer = parts.renderer
     samples = collect_samples(options, parts)
     if reporter is not None:
         reporter.info(f"PTI: tuning the generator on {len(samples)} frames, {config.steps} steps")
@@ -144,11 +118,12 @@ def tune_generator(options, parts, reporter=None) -> RenderModels:
     from .losses import ReconstructionLoss, perceptual_loss
 
     loss = ReconstructionLoss(perceptual_loss(options.lpips_weights))
-    tuned = train_pti(models.generator(), samples, config, loss=loss, device=models.device,
+    tuned = train_pti(renderer.generator, samples, config, loss=loss, device=renderer.device,
                       checkpoint_dir=checkpoints, resume=options.resume, on_step=on_step)
     if options.save_generator is not None:
         from .save import save_generator
 
         save_generator(tuned, options.save_generator, tuned_from=options.generator or options.encoder or "demo")
+    tuned_renderer = renderer.with_generator(tuned.to(renderer.device))
     log.info("PTI: done in %.1f s", time.perf_counter() - started)
-    return RenderModels(models, tuned)
+    return tuned_renderer

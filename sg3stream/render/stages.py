@@ -30,60 +30,36 @@ class RenderStage(Stage):
     """Attaches `render` [N,F,H,W,3] uint8 (H = res + top + bottom, W = res + left + right; black where no face),
     and `render_recon` (the unedited reconstruction) when `with_reconstruction`.
 
-    With an engine other than torch (`Models.synthesis_engine`), W codes render through it; batches with StyleSpace
-    edits render in torch, because the exported graph takes W codes, not styles.
+    `renderer` (sg3stream/models/components.py, chosen once for the run) renders every call: eager, compiled, ONNX
+    or TensorRT; with an engine, StyleSpace edits take the renderer's own torch path.
     """
 
     name = "render"
 
-    def __init__(self, models, expansion: Expansion = Expansion(), max_batch: int = 8,
+    def __init__(self, renderer, expansion: Expansion = Expansion(), max_batch: int = 8,
                  with_reconstruction: bool = False, one_call_per_batch: bool = True):
-        self.models = models
+        self.renderer = renderer
         self.one_call_per_batch = one_call_per_batch  # False: each expansion copy in its own call (reference mode)
         self.expansion = expansion
         self.max_batch = max_batch
         self.with_reconstruction = with_reconstruction
         self.generator = None
-        self.synthesis = None
-        self.engine = None
 
     def setup(self) -> None:
-        self.generator = self.models.generator()
-        # Models may hand out a compiled stand-in of the synthesis network; PTI's tuned generator renders as it is.
-        synthesis = getattr(self.models, "synthesis", None)
-        self.synthesis = synthesis() if synthesis is not None else self.generator.synthesis
-        # None: torch. Stand-ins for Models without engines (PTI's tuned generator) render in torch too.
-        synthesis_engine = getattr(self.models, "synthesis_engine", None)
-        self.engine = synthesis_engine() if synthesis_engine is not None else None
-
-    def acceleration(self) -> dict:
-        """What rendered, once the stage has run: device, op implementation, torch.compile still on, engine."""
-        from ..ops import get_ops
-
-        compiled = bool(getattr(self.synthesis, "compiled", False))  # False too once a failed compile fell back
-        device = self.models.device
-        return {"device": str(device), "compiled": compiled,
-                "ops": "torch" if compiled else get_ops(self.generator.synthesis.ops_impl, device).name,
-                "engine": self.engine.kind if self.engine is not None else "torch"}
+        self.generator = self.renderer.generator  # the weights that render: their resolution sizes the canvas
 
     @torch.no_grad()
     def _render(self, ws: np.ndarray, offsets: dict[str, np.ndarray], transforms: np.ndarray) -> np.ndarray:
-        g = self.generator
-        device = self.models.device
-        res = g.img_resolution
+        device = self.renderer.device
+        res = self.renderer.resolution
         ws_t = torch.from_numpy(np.ascontiguousarray(ws)).to(device)
         t = torch.from_numpy(np.ascontiguousarray(transforms)).to(device)
 
         def synthesize(repeats: int, all_t: torch.Tensor) -> torch.Tensor:
             w = ws_t.repeat_interleave(repeats, dim=0)
-            if not offsets and self.engine is not None:
-                return self.engine(w, all_t).to(device)
-            if not offsets:
-                return self.synthesis(w, transform=all_t)
-            styles = self.synthesis.styles(w)
-            for layer, d in offsets.items():
-                styles[layer] = styles[layer] + torch.from_numpy(d).to(device).repeat_interleave(repeats, dim=0)
-            return self.synthesis(styles=styles, transform=all_t)
+            styles = {layer: torch.from_numpy(d).to(device).repeat_interleave(repeats, dim=0)
+                      for layer, d in offsets.items()}
+            return self.renderer.render(w, all_t, styles)
 
         return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion, one_call=self.one_call_per_batch))
 
