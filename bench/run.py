@@ -44,7 +44,8 @@ def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_s
                               options={"preset": "ultrafast"})
         options = RunOptions(input=clip, output=Path(tmp) / "out.mp4", batch_size=batch_size, queue_size=queue_size,
                              device=device, edits=[edit] if edit else [], encoder=encoder, generator=generator,
-                             engine=engine, reference_mode=reference_mode, compile=compile, codec=codec)
+                             engine=engine, reference_mode=reference_mode, compile=compile, codec=codec,
+                             demo_label=False)  # the pipeline's own work: no demo caption stage
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         monitor = GpuMonitor()
@@ -79,8 +80,8 @@ def bench_run_against_reference(frames: int = 48, size: str = "480p", **kwargs) 
 
 
 def held_back_frames() -> int:
-    """Frames the streaming mode must have inverted past a frame before it can render it: the alignment's
-    look-ahead plus the smoothing's (the ±fine_window mean of the fine layers)."""
-    from sg3stream.align.stages import AlignStage
+    """Frames the streaming mode must have inverted past a frame before it can render it: the chain's look-ahead
+    (the alignment's plus the smoothing's ±fine_window mean of the fine layers)."""
+    from sg3stream.chain import plan_chain
 
-    return AlignStage().lookahead + RunOptions(input=Path(), output=Path()).fine_window
+    return plan_chain(RunOptions(input=Path(), output=Path())).context[1]
