@@ -2,7 +2,8 @@
 
     decode -> landmarks -> align -> invert -> smooth -> edit -> render -> paste -> encode
 
-`RunOptions` holds what the user asked for; `run_video` checks it, loads the models once (`load_parts`), builds the
+`RunOptions` (declared in options.py) holds what the user asked for; `run_video` checks it, loads the models once
+(`load_models`; `sg3stream.Editor` loads them once for all its calls), resolves the edits (`load_parts`), builds the
 chain (sg3stream/chain.py), runs the pipeline, commits the output (and the artifacts) atomically and returns the
 summary that also goes into run.json.
 """
@@ -12,6 +13,7 @@ import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from . import __version__
 from .artifacts import Artifacts
@@ -73,11 +75,17 @@ def uses_demo_model(options: RunOptions, generator_file: Path | None) -> bool:
     return options.encoder in (None, "demo") or uses_demo_directions(options, generator_file)
 
 
-def load_parts(options: RunOptions, reporter: Reporter | None = None) -> tuple[ChainParts, dict]:
-    """Load the models once, resolve the edits, and with --pti-steps tune the generator (a first pass over the
-    clip): what the chain is built from, and the description of the edits (edits.json). Bad weights, edit files
-    or --fine-layers fail here, before any frame of the run is decoded."""
-    from .edit.directions import DirectionCatalog
+class LoadedModels(NamedTuple):
+    """What `load_models` loads: the encoder and generator (`Models`), and what inverts and renders with them."""
+
+    models: Any
+    inverter: Any
+    renderer: Any
+
+
+def load_models(options: RunOptions) -> LoadedModels:
+    """The models the options name, and the inverter and renderer chosen from --engine and --compile: loaded once
+    per run, or once per `sg3stream.Editor` for all its calls. Bad weights fail here, before any frame is decoded."""
     from .models.bundle import Models
     from .models.components import make_components
 
@@ -85,6 +93,17 @@ def load_parts(options: RunOptions, reporter: Reporter | None = None) -> tuple[C
     # --engine onnx/tensorrt: the graphs are exported/built here, not mid-run
     inverter, renderer = make_components(models, engine=options.engine, compile=options.compile,
                                          compile_rows=model_batch(options))
+    return LoadedModels(models, inverter, renderer)
+
+
+def load_parts(options: RunOptions, reporter: Reporter | None = None,
+               loaded: LoadedModels | None = None) -> tuple[ChainParts, dict]:
+    """Resolve the edits, and with --pti-steps tune the generator (a first pass over the clip), with the `loaded`
+    models (`load_models(options)` when None): what the chain is built from, and the description of the edits
+    (edits.json). Bad edit files or --fine-layers fail here, before any frame of the run is decoded."""
+    from .edit.directions import DirectionCatalog
+
+    models, inverter, renderer = loaded if loaded is not None else load_models(options)
     generator = models.generator()
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
     catalog = DirectionCatalog.for_generator(generator, demo=uses_demo_directions(options, generator_file),
@@ -148,7 +167,8 @@ def estimated_frames(reader: FrameReader) -> int | None:
     return None
 
 
-def run_video(options: RunOptions, reporter: Reporter) -> dict:
+def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | None = None) -> dict:
+    """`sg3stream run`, and `sg3stream.Editor.run` (which hands in its `loaded` models)."""
     check_options(options)
     output = check_output_path(options.output, options.input)
     codec = resolve_codec(options.codec)
@@ -161,7 +181,7 @@ def run_video(options: RunOptions, reporter: Reporter) -> dict:
     writer = pipeline = None
     try:
         total = estimated_frames(reader)
-        parts, edits = load_parts(options, reporter) if not options.passthrough else (ChainParts(), {})
+        parts, edits = load_parts(options, reporter, loaded) if not options.passthrough else (ChainParts(), {})
         chain = build_chain(options, parts, artifacts=artifacts, total_frames=total,
                             redecode=redecode_reader(options, reader))
         info = reader.info
