@@ -4,6 +4,8 @@
                    [-> label] -> encode
     pti:           decode -> landmarks -> align -> invert -> smooth -> collect   (the same chain, cut after smooth)
     plan:          the run's chain, never run: the farm asks it for its context before any model loads
+    api:           the run's chain for `sg3stream.Editor.edit`: the frames and their faces' results go to the caller,
+                   and a clip without a face is not an error
 
 `build_chain` returns a checked `Chain` (sg3stream/pipeline/contract.py): every key a stage reads is written before
 it, and each key is dropped after its last reader. What the stages need besides the options (the models, the
@@ -21,11 +23,14 @@ from .pipeline.batch import FrameBatch
 from .pipeline.contract import Chain
 from .pipeline.stage import Stage
 
-PURPOSES = ("run", "segment", "pti", "plan")
+PURPOSES = ("run", "segment", "pti", "plan", "api")
 # What PTI's collector (sg3stream/pti/clip.py) keeps of each frame: the first pass's sink.
 PTI_SINK_READS = ("crop", "latents_smoothed", "transform_smoothed", "has_latents")
 # A farm segment's sink writes the frames and says whether the segment held any face.
 SEGMENT_SINK_READS = ("frames", "has_latents")
+# The Python API (sg3stream/api.py) hands each frame back with its faces: their quads, transforms and codes.
+API_SINK_READS = ("frames", "has_latents", "aligned_quad", "crop_quad", "transform_smoothed", "latents_smoothed",
+                  "ws_edit")
 
 
 @dataclass
@@ -99,7 +104,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         from .render.label import DemoLabelStage
 
         stages.append(DemoLabelStage())
-    return Chain(stages, sink_reads=SEGMENT_SINK_READS if purpose == "segment" else ("frames",))
+    sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
+    return Chain(stages, sink_reads=sink_reads)
 
 
 def plan_chain(options) -> Chain:
