@@ -41,15 +41,17 @@ def _workers_peak_rss_mib() -> float:
 
 def bench_memory(lengths: tuple[int, ...] = (48, 192), width: int = 854, height: int = 480, batch_size: int = 8,
                  queue_size: int = 4, fine_window: int = 60, n_iters: int = 3, edit: str = "smile",
-                 generator: str | None = None, device: str = "auto", timeout_s: float = 1800) -> list[dict]:
+                 generator: str | None = None, device: str = "auto", timeout_s: float = 1800, crop: str = "smooth",
+                 align_smoothing: float = 1.0) -> list[dict]:
     """One row per clip length, each from a fresh process running the main job:
     clip, frames, seconds (the job), frames_in_flight_max (most frames decoded but not yet encoded, sampled every
     0.25 s: the pipeline's bound, reached only by clips longer than it), before_run_mib (the process's peak after
     the imports), peak_rss_mib (the job's process), workers_peak_rss_mib (the largest landmark worker process, read from /proc while it runs),
     and peak_rss_ratio, workers_peak_rss_ratio: against the first length.
 
-    batch_size, queue_size and fine_window (the smoothing's look-ahead) set how many frames are in flight: smaller
-    values let shorter clips pass the bound.
+    batch_size, queue_size, fine_window (the smoothing's look-ahead), crop and align_smoothing (the alignment's
+    look-ahead: crop "fixed" drops the crop smoothing's 18 frames) set how many frames are in flight: smaller values
+    let shorter clips pass the bound.
     """
     from sg3stream.synthetic import face_frames, write_clip  # here: the landmark workers re-import this module
 
@@ -61,7 +63,8 @@ def bench_memory(lengths: tuple[int, ...] = (48, 192), width: int = 854, height:
                               options={"preset": "ultrafast"})
             command = [sys.executable, "-m", "sg3stream.bench.memory", str(clip), str(Path(tmp) / f"out-{frames}.mp4"),
                        "--batch-size", str(batch_size), "--queue-size", str(queue_size), "--fine-window",
-                       str(fine_window), "--n-iters", str(n_iters), "--edit", edit, "--device", device]
+                       str(fine_window), "--n-iters", str(n_iters), "--edit", edit, "--device", device,
+                       "--crop", crop, "--align-smoothing", str(align_smoothing)]
             if generator:
                 command += ["--generator", generator]
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
@@ -103,10 +106,13 @@ def _child(argv: list[str]) -> dict:
     parser.add_argument("--edit", default="smile")
     parser.add_argument("--generator", default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--crop", default="smooth")
+    parser.add_argument("--align-smoothing", type=float, default=1.0)
     args = parser.parse_args(argv)
     options = RunOptions(input=args.input, output=args.output, batch_size=args.batch_size, queue_size=args.queue_size,
                          fine_window=args.fine_window, n_iters=args.n_iters, edits=[args.edit] if args.edit else [],
-                         generator=args.generator, device=args.device)
+                         generator=args.generator, device=args.device, crop=args.crop,
+                         align_smoothing=args.align_smoothing)
     before = _peak_rss_mib(resource.RUSAGE_SELF)
     reporter = _InFlight()
     with reporter.capturing_warnings():
