@@ -2,7 +2,9 @@
 reading, an early close that leaves nothing running, and the same frames as `sg3stream run`."""
 import multiprocessing
 import threading
+import time
 
+import av
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -60,6 +62,12 @@ def test_edit_is_lazy_and_an_early_close_leaves_no_thread_or_process(editor):
     assert pulled == 0 and set(threading.enumerate()) == threads  # nothing runs before the first frame is asked for
     with stream:
         first = [next(stream) for _ in range(8)]
+        # while the caller does not read, the chain waits on it, which the stall watchdog must not count
+        sink = stream._run.pipeline.workers[-1]
+        deadline = time.monotonic() + 60
+        while sink.busy_since is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sink.busy_since is None
     assert [f.index for f in first] == list(range(8))
     budget = frame_budget(RunOptions(None, None, **OPTIONS), plan_chain(RunOptions(None, None, **OPTIONS)))
     # what was read: the frames handed over, the chain's frame budget, a batch at the source and one handed over
@@ -105,3 +113,16 @@ def test_the_api_gives_the_frames_the_command_line_encodes(editor, clip, tmp_pat
     difference = np.abs(np.stack(edited).astype(int) - np.stack(encoded))
     print(f"API vs command line, before encoding: max difference {difference.max()}, mean {difference.mean():.4f}")
     assert difference.max() == 0  # the same chain, the same models, the same batches: the same frames
+
+    # Editor.run is the command line's run with the Editor's models (not loaded again): the same file
+    from sg3stream import job
+
+    monkeypatch.setattr(job, "load_models", lambda options: pytest.fail("the Editor's models were loaded again"))
+    summary = editor.run(clip, tmp_path / "api.mp4", edits=["smile:2"], edit_ramp=True)
+    assert summary["frames"] == 12
+    assert np.array_equal(decoded(tmp_path / "api.mp4"), decoded(tmp_path / "cli.mp4"))
+
+
+def decoded(path):
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
