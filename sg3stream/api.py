@@ -269,7 +269,8 @@ class Editor:
 
     encoder, generator, device, engine, compile: the models, as `sg3stream run`'s options of those names (None:
     the demo model). Every other run option (sg3stream/options.py: `n_iters`, `expand`, `fine_window`,
-    `batch_size`…) may be given here, as the default of every call, or to a call.
+    `batch_size`…) may be given here, as the default of every call, or to a call. The calls share the models: run
+    one stream at a time per Editor.
     """
 
     def __init__(self, encoder: str | None = None, generator: str | None = None, device: str = "auto",
@@ -315,8 +316,8 @@ class Editor:
         if opts.pti_steps and path is None:
             raise UserError("edit(): PTI (pti_steps) needs a video file: it passes over the clip twice")
         if opts.pti_steps and opts.pti_checkpoint_dir is None and opts.artifacts is None:
-            raise UserError("edit(): PTI (pti_steps) needs pti_checkpoint_dir=... for its checkpoints (edit() writes "
-                            "no output beside which to keep them)")
+            raise UserError("edit(): PTI (pti_steps) needs pti_checkpoint_dir=... (or artifacts=...) for its "
+                            "checkpoints: edit() writes no output beside which to keep them")
         total = len(source) if path is None and hasattr(source, "__len__") else None
         if opts.edit_ramp and path is None and total is None:
             raise UserError("edit(): edit_ramp needs the clip's length: give a path or a sized sequence of frames")
@@ -368,7 +369,7 @@ def settings(values: dict, call: str) -> dict[str, Any]:
 
 def _editor_signature() -> inspect.Signature:
     """Editor(...)'s full signature, every run option by name, for help() and editors: derived from RunOptions."""
-    named = ["encoder", "generator", "device", "engine", "compile"]
+    named = list(MODEL_OPTIONS)
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     for f in option_fields():
         kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if f.name in named else inspect.Parameter.KEYWORD_ONLY
