@@ -142,3 +142,19 @@ def test_the_picture_goes_after_its_last_reader_when_a_later_stage_decodes_it_ag
     chain = Chain([stage("align", ["frames"], ["crop"]), stage("smooth", ["crop"], ["latents"])],
                   sink_reads=["crop", "latents"])
     assert chain.links[0].drops == ("frames",)
+
+
+def test_a_stage_that_holds_more_than_it_declares_does_not_stall_the_budget():
+    """Holds 20 frames but declares none: the budget of 8 stretches rather than leave every stage waiting."""
+    received = []
+
+    class Undeclared(Holds):
+        context_after = 0
+
+        def __call__(self, batch):
+            self.held.append(batch)
+            return self.held.pop(0) if sum(len(b) for b in self.held) - len(self.held[0]) >= 20 else None
+
+    pipeline = Pipeline(source(64), [Undeclared(0)], received.append, queue_size=2, max_frames_in_flight=8)
+    pipeline.run()
+    assert np.concatenate([b.index for b in received]).tolist() == list(range(64))

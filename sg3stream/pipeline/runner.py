@@ -374,15 +374,22 @@ class Pipeline:
         return batch
 
     def _admit(self, batch: FrameBatch) -> None:
-        """The source waits here until the batch's frames fit in `max_frames_in_flight` (one batch always fits)."""
+        """The source waits here until the batch's frames fit in `max_frames_in_flight`. One batch always fits, and
+        so does the next one when every stage waits for input: a stage holding more than its declared window
+        must not stall the run (the budget then stretches instead)."""
         with self.in_flight_changed:
             while (self.max_frames_in_flight is not None and self.frames_in_flight > 0
-                   and self.frames_in_flight + len(batch) > self.max_frames_in_flight):
+                   and self.frames_in_flight + len(batch) > self.max_frames_in_flight and not self._starved()):
                 if self.stop_flag.is_set():
                     raise _Stopped
                 self.in_flight_changed.wait(POLL_S)
             self.frames_in_flight += len(batch)
             self.peak_frames_in_flight = max(self.peak_frames_in_flight, self.frames_in_flight)
+
+    def _starved(self) -> bool:
+        """Every stage and the sink wait on an empty queue: nothing moves until the source sends more."""
+        return (all(q.empty() for q in self.queues)
+                and all(w.busy_since is None for w in self.workers[1:] if w.thread is not None and w.thread.is_alive()))
 
     def _release(self, batch: FrameBatch) -> None:
         with self.in_flight_changed:
