@@ -133,3 +133,18 @@ def frame_budget(options, chain: Chain) -> int:
                             f"{held} frames at batch size {batch})")
         return options.max_frames_in_flight
     return least + batch * len(chain.links)
+
+
+def describe_chain(purpose: str = "run") -> dict:
+    """The default options' chain for `purpose`, as `sg3stream chain` shows it: for a run, the chain at 1080p and up
+    (the picture decoded again for the paste) with the demo caption; below 1080p the picture rides to the paste
+    instead and the `redecode` row is left out."""
+    from .job import RunOptions
+
+    if purpose not in ("run", "pti", "segment"):
+        raise UserError(f"--purpose must be run, pti or segment (got {purpose!r})")
+    options = RunOptions(input="input.mp4", output="output.mp4")
+    chain = build_chain(options, ChainParts(demo=purpose == "run", resolution=1024), purpose=purpose,
+                        redecode=(lambda: iter(())) if purpose == "run" else None)
+    return {"purpose": purpose, "context": list(chain.context), "sink": chain.sink_name,
+            "sink_reads": list(chain.sink_reads), "stages": chain.table()}
