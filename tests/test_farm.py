@@ -4,6 +4,11 @@ One farm run (the costly part, shared by the tests below) of a job file of two c
 segments whose join falls in the middle of the face's appearance, and a short one in one piece. The worker of
 segment 1 is killed once mid-segment (os._exit, through the worker's test hook) and must be retried. The outputs
 are compared with single-process `run_video` outputs of the same clips and options.
+
+The clips are as small as that allows (see SEGMENT below), with the face on screen for 8 frames either side of the
+join: enough to show a seam, not to show a context a few frames short (the faces are inside both segments' decoded
+ranges). That the planned context is the chain's is checked on the manifest here, and that it is enough, bit for
+bit on the smoothed codes, in test_farm_units.py.
 """
 import json
 import os
