@@ -28,7 +28,6 @@ import inspect
 import os
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -217,17 +216,13 @@ class _Run:
             self.hand_over(_END)
 
     def sink(self, batch: FrameBatch) -> None:
-        """The chain's last step: wait until the caller takes the batch. Waiting for the caller is not a stall (as
-        the runner's workers waiting on a queue are not), so the watchdog is told so."""
-        worker = self.pipeline.workers[-1]
-        worker.busy_since = None
-        try:
-            if not self.hand_over(batch):
-                from .pipeline.runner import Interrupted
+        """The chain's last step: wait until the caller takes the batch (backpressure, not a stall)."""
+        with self.pipeline.sink_waiting():
+            handed = self.hand_over(batch)
+        if not handed:
+            from .pipeline.runner import Interrupted
 
-                raise Interrupted("stopped")
-        finally:
-            worker.busy_since = time.perf_counter()
+            raise Interrupted("stopped")
 
     def hand_over(self, item) -> bool:
         """Put `item` for the caller; False when the caller stopped the run meanwhile."""

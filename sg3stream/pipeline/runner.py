@@ -18,6 +18,7 @@ stopped or wedged, a decoder or an op that never returns); waiting on a queue is
 from __future__ import annotations
 
 import collections
+import contextlib
 import concurrent.futures as cf
 import multiprocessing
 import queue
@@ -25,7 +26,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import StageError, UserError
 from .batch import FrameBatch
@@ -156,6 +157,17 @@ class Pipeline:
     @property
     def frames_done(self) -> int:
         return self.workers[-1].stats.frames
+
+    @contextlib.contextmanager
+    def sink_waiting(self) -> Iterator[None]:
+        """For a sink that waits on something outside the chain (a caller reading the frames): like a worker
+        waiting on a queue, that is backpressure, not a stall, so the watchdog leaves it alone meanwhile."""
+        worker = self.workers[-1]
+        worker.busy_since = None
+        try:
+            yield
+        finally:
+            worker.busy_since = time.perf_counter()
 
     def memory(self) -> dict:
         """What the frames in flight held: the peak count, and the peak bytes per frame entering each queue."""
