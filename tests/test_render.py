@@ -71,3 +71,32 @@ def test_render_to_frame_maps_the_crop_onto_its_quad():
     # the centre render's pixel (0,0) centre sits at expanded pixel (10,5) and at the quad's first pixel centre + 0.5
     np.testing.assert_allclose(m @ [10, 5, 1], quad[0] + 0.5, atol=1e-9)
     np.testing.assert_allclose(m @ [109, 104, 1], quad[2] - 0.5, atol=1e-9)
+
+
+def test_the_face_outline_gives_the_mask_all_landmarks_give():
+    """Paste-back blends over the hull of the landmarks: the outline alignment passes on (their hull, 64 points,
+    NaN-padded) gives the same pixels as the 478 landmarks, on faces turned and scaled."""
+    from sg3stream.align.ffhq import axis_aligned, ffhq_params, params_to_quad
+    from sg3stream.align.landmarks import OUTLINE_POINTS, LandmarkDetector, face_outline
+    from sg3stream.synthetic import face_frames
+
+    frames = np.stack(list(face_frames(5, 320, 240)))
+    detector = LandmarkDetector()
+    landmarks, _ = detector.detect_chunk(frames)  # [5, 1, 478, 2]
+    detector.close()
+    outlines = face_outline(landmarks)
+    assert outlines.shape == (5, 1, OUTLINE_POINTS, 2)
+    vertices = np.isfinite(outlines).all(axis=-1).sum(axis=-1)
+    assert (vertices > 20).all() and (vertices < OUTLINE_POINTS).all()  # room to spare: nothing simplified
+    rng = np.random.default_rng(1)
+    res = 64
+    for frame, lm, outline in zip(frames, landmarks[:, 0], outlines[:, 0]):
+        quad = params_to_quad(axis_aligned(ffhq_params(lm)))
+        render = rng.integers(0, 255, (res, res, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(paste(frame, render, quad, outline, res, Expansion()),
+                                      paste(frame, render, quad, lm, res, Expansion()))
+    assert np.isnan(face_outline(np.full((2, 478, 2), np.nan))).all()
+    many = np.stack([np.cos(np.linspace(0, 6.28, 200)), np.sin(np.linspace(0, 6.28, 200))], 1) * 50  # a circle
+    kept = face_outline(many.astype(np.float32))
+    kept = kept[np.isfinite(kept).all(axis=1)]
+    assert 16 < len(kept) <= OUTLINE_POINTS and np.allclose(np.hypot(*kept.T), 50, atol=1e-3)  # a subset, to fit

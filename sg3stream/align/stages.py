@@ -30,6 +30,10 @@ aligned and the unaligned crops and computes the generator transforms. Attaches 
   rotation_deg  [N,F] float32       reference-style angle (positive = face turned counter-clockwise on screen)
   translation   [N,F,2] float32     aligned centre in the crop, normalised crop units
   scale         [N,F] float32       aligned quad size / crop quad size
+  face_outline  [N,F,64,2] float32  the convex hull of the face's landmarks, NaN-padded: the paste-back mask's
+                                    outline, so that the 478 landmarks can be dropped here
+
+Each stage declares these (`reads`, `writes`, `context_before`, `context_after`: sg3stream/pipeline/contract.py).
 """
 from __future__ import annotations
 
@@ -40,12 +44,13 @@ import numpy as np
 
 from sg3stream.errors import UserError
 from sg3stream.pipeline.batch import FrameBatch
+from sg3stream.pipeline.contract import Key
 from sg3stream.pipeline.stage import Stage
 from sg3stream.pipeline.window import Window, one_batch
 
 from .artifacts import AlignmentWriter
 from .ffhq import axis_aligned, ffhq_params, params_to_quad, warp_quads
-from .landmarks import LandmarkDetector
+from .landmarks import NUM_LANDMARKS, OUTLINE_POINTS, LandmarkDetector, face_outline
 from .track import bridge_gaps, smooth, window_radius
 from .transforms import generator_transforms
 
@@ -94,6 +99,12 @@ class LandmarkStage(Stage):
 
     name = "landmarks"
     executor = "process"
+    reads = ("frames",)
+    writes = (
+        Key("landmarks", (NUM_LANDMARKS, 2), "float32", doc="mediapipe mesh, source-frame pixels; NaN: no face"),
+        Key("detected", (), "bool", doc="landmarks were found for this face"),
+        Key("landmark_source", (), "uint8", doc="0 none, 1 face mesh, 2 full-range detector fallback"),
+    )
 
     def __init__(self, workers: int | None = None, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, fallback: bool = True, fallback_tiles: bool = True,
@@ -153,6 +164,7 @@ class AlignStage(Stage):
           get_fixed_cropping_transformation), so the transform carries the head's roll. False: the crop is the
           aligned quad itself, rotation included (what the reference's video_handler does with the first frame).
     enable_padding: the FFHQ recipe's reflect-padding and blur where a quad leaves the frame.
+    with_crop: warp the unaligned `crop` too (only PTI's collector reads it; False saves a warp per face).
     """
 
     name = "align"
@@ -161,7 +173,7 @@ class AlignStage(Stage):
     def __init__(self, size: int = 256, crop: Literal["fixed", "smooth"] = "smooth", align_smoothing: float = 1.0,
                  crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
                  crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True,
-                 crop_size: int | None = None):
+                 crop_size: int | None = None, with_crop: bool = True):
         if crop not in ("fixed", "smooth"):
             raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
         # False: a stream without any face is not an error (a farm segment; the job checks the whole clip)
@@ -186,7 +198,40 @@ class AlignStage(Stage):
         self.artifacts_dir = artifacts_dir
         self.crop_axis_aligned = crop_axis_aligned
         self.enable_padding = enable_padding
+        self.with_crop = with_crop
         self._reset()
+
+    # --- what it reads and writes ------------------------------------------------------------------------------
+    @property
+    def reads(self) -> tuple[str, ...]:
+        # landmark_source only goes into alignment.npz
+        return ("frames", "landmarks", "detected") + (("landmark_source",) if self.artifacts_dir is not None else ())
+
+    @property
+    def writes(self) -> tuple[Key, ...]:
+        crop = (Key("crop", ("C", "C", 3), "uint8", doc=f"the unaligned crop, C = {self.crop_size}: PTI's target"),)
+        return (
+            Key("detected", (), "bool", doc="landmarks found, not bridged: the face is inverted"),
+            Key("has_quad", (), "bool", doc="detected or bridged over a gap: quads, crops and transforms are valid"),
+            Key("bridged", (), "bool", doc="the quad was interpolated across a short gap"),
+            Key("aligned_quad", (4, 2), "float32", doc="FFHQ quad (TL, BL, BR, TR), source pixels"),
+            Key("crop_quad", (4, 2), "float32", doc="the unaligned crop's square, source pixels"),
+            Key("face_outline", (OUTLINE_POINTS, 2), "float32", doc="convex hull of the landmarks, NaN-padded"),
+            Key("aligned", ("S", "S", 3), "uint8", doc=f"the FFHQ-aligned crop, S = {self.size}: the encoder's input"),
+            *(crop if self.with_crop else ()),
+            Key("transform", (3, 3), "float32", doc="generator input transform: crop -> aligned coordinates"),
+            Key("rotation_deg", (), "float32", doc="the transform's angle"),
+            Key("translation", (2,), "float32", doc="the transform's translation, normalised crop units"),
+            Key("scale", (), "float32", doc="the transform's scale"),
+        )
+
+    @property
+    def context_before(self) -> int:
+        return self.lookahead  # bridging and smoothing reach as far back as forward
+
+    @property
+    def context_after(self) -> int:
+        return self.lookahead
 
     # --- bookkeeping -------------------------------------------------------------------------------------------
     @property
@@ -319,10 +364,12 @@ class AlignStage(Stage):
             bridged=bridged.copy(),
             aligned_quad=aligned_quad,
             crop_quad=crop_quad,
+            face_outline=face_outline(data["landmarks"]),
             aligned=warp_quads(batch.frames, aligned_quad, self.size, has_quad, self.enable_padding),
-            crop=warp_quads(batch.frames, crop_quad, self.crop_size, has_quad, self.enable_padding),
             **tf,
         )
+        if self.with_crop:
+            data["crop"] = warp_quads(batch.frames, crop_quad, self.crop_size, has_quad, self.enable_padding)
         if self._writer is not None:
             # alignment.npz keeps its one-face format for now: slot 0 (a later issue adds the face axis)
             self._writer.append(dict(

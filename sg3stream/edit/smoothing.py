@@ -22,6 +22,7 @@ import numpy as np
 
 from ..align.transforms import transform_from_params
 from ..pipeline.batch import FrameBatch
+from ..pipeline.contract import Key
 from ..pipeline.stage import Stage
 from ..pipeline.window import Window, one_batch
 
@@ -69,6 +70,9 @@ class SmoothStage(Stage):
     """
 
     name = "smooth"
+    reads = ("latents", "has_latents", "rotation_deg", "translation", "scale")
+    writes = (Key("latents_smoothed", ("num_ws", "w_dim"), "float32", doc="codes smoothed over time; NaN where none"),
+              Key("transform_smoothed", (3, 3), "float32", doc="transforms smoothed as angle, translation, scale"))
 
     def __init__(self, sigma: float = 0.0, fine_from: int = 9, fine_window: int = 60, artifacts=None):
         self.kernel = temporal_kernel(sigma)
@@ -87,6 +91,14 @@ class SmoothStage(Stage):
         self.fine_sum = None
         self.fine_count = None
         self.writer = None
+
+    @property
+    def context_before(self) -> int:
+        return self.context
+
+    @property
+    def context_after(self) -> int:
+        return self.context
 
     def setup(self) -> None:
         if self.artifacts is not None:

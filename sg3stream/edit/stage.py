@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..pipeline.batch import FrameBatch
+from ..pipeline.contract import Key
 from ..pipeline.stage import Stage
 from .directions import Edit
 
@@ -17,6 +18,9 @@ class EditStage(Stage):
     """
 
     name = "edit"
+    reads = ("latents_smoothed",)
+    writes = (Key("ws_edit", ("num_ws", "w_dim"), "float32", doc="the smoothed codes with the W edits"),
+              Key("style_offsets", ("channels",), "float32", doc="StyleSpace edits: {layer: [N, F, channels]}"))
 
     def __init__(self, edits: list[Edit], ramp: bool = False, total_frames: int | None = None):
         self.edits = edits

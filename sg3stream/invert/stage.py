@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from ..pipeline.batch import FrameBatch
+from ..pipeline.contract import Key
 from ..pipeline.stage import Stage
 
 
@@ -23,6 +24,9 @@ class InvertStage(Stage):
     frame and slot, goes through the encoder in the same calls. Writes `latents.npy` (streamed) to the artifacts."""
 
     name = "invert"
+    reads = ("aligned", "detected", "has_quad")
+    writes = (Key("latents", ("num_ws", "w_dim"), "float32", doc="W+ code of the face; NaN where none"),
+              Key("has_latents", (), "bool", doc="the face was inverted: it is rendered and pasted"))
 
     def __init__(self, inverter, n_iters: int = 3, max_batch: int = 8, artifacts=None):
         self.inverter = inverter  # sg3stream/models/components.py: chosen once for the run

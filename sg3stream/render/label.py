@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from ..pipeline.batch import FrameBatch
+from ..pipeline.contract import FRAMES
 from ..pipeline.stage import Stage
 
 DEMO_LABEL = "sg3stream demo model (random weights): not a real edit"
@@ -45,6 +46,8 @@ class DemoLabelStage(Stage):
     """Burns the demo caption into every output frame (after paste: whatever the output mode)."""
 
     name = "label"
+    reads = ("frames",)
+    writes = (FRAMES,)
 
     def __init__(self, text: str = DEMO_LABEL):
         self.text = text

@@ -6,7 +6,8 @@ normalised crop coordinates p = ((u - left + 0.5) / res - 0.5, (v - top + 0.5) /
 pixel M_C p (align/transforms.py: quad_matrix), pixel centres at integers. That affine map warps the render into
 the frame; only the bounding box of the warped render is touched.
 
-Blending: a mask of the face region — the convex hull of the landmarks, dilated by `dilate` of the face size —
+Blending: a mask of the face region — the convex hull of the landmarks (or of the face's outline, their hull:
+align/landmarks.py `face_outline`, the same hull), dilated by `dilate` of the face size —
 feathered with a Gaussian of `feather` of the face size, and limited to where the render lands. Colour: the
 render's per-channel mean and spread in the mask are matched to the frame's (ratio of spreads clipped to
 [0.5, 2]), so that lighting the generator does not reproduce does not show as a patch.
@@ -28,11 +29,12 @@ def render_to_frame(crop_quad: np.ndarray, res: int, expansion: Expansion) -> np
     return (quad_matrix(crop_quad) @ to_norm)[:2]
 
 
-def face_mask(shape: tuple[int, int], landmarks: np.ndarray, dilate: float = 0.08, feather: float = 0.04,
+def face_mask(shape: tuple[int, int], outline: np.ndarray, dilate: float = 0.08, feather: float = 0.04,
               ) -> np.ndarray:
-    """[H,W] float32 in [0,1]: the landmarks' convex hull, dilated and feathered (fractions of the face size)."""
+    """[H,W] float32 in [0,1]: the convex hull of the outline points (landmarks, or their hull; NaN rows are left
+    out), dilated and feathered (fractions of the face size)."""
     mask = np.zeros(shape, np.float32)
-    pts = landmarks[np.isfinite(landmarks).all(axis=1)]
+    pts = outline[np.isfinite(outline).all(axis=1)]
     if len(pts) < 3:
         return mask
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2)
@@ -58,9 +60,10 @@ def match_colour(render: np.ndarray, frame: np.ndarray, weight: np.ndarray) -> n
     return (render - mean_r) * ratio + mean_f
 
 
-def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, landmarks: np.ndarray, res: int,
+def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,
           expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04) -> np.ndarray:
-    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8; pixels outside the face mask are untouched."""
+    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8; pixels outside the face mask (around the
+    outline [K,2]: the face's landmarks or their hull) are untouched."""
     height, width = frame.shape[:2]
     affine = render_to_frame(crop_quad, res, expansion)
     rh, rw = render.shape[:2]
@@ -77,7 +80,7 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, landmark
     coverage = cv2.warpAffine(np.ones((rh, rw), np.float32), shifted, size, flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
     coverage = cv2.erode(coverage, np.ones((3, 3), np.uint8))
-    local = landmarks - (x0, y0)
+    local = outline - (x0, y0)
     alpha = face_mask((size[1], size[0]), local, dilate, feather) * coverage
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     out_roi = warped.astype(np.float32)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..pipeline.batch import FrameBatch
+from ..pipeline.contract import FRAMES, Key
 from ..pipeline.stage import Stage
 from .expand import Expansion, render_expanded
 from .paste import paste, render_to_frame
@@ -44,6 +45,18 @@ class RenderStage(Stage):
         self.max_batch = max_batch
         self.with_reconstruction = with_reconstruction
         self.generator = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        recon = ("latents_smoothed",) if self.with_reconstruction else ()
+        return ("has_latents", "transform_smoothed", "ws_edit", "style_offsets") + recon
+
+    @property
+    def writes(self) -> tuple[Key, ...]:
+        shape = ("render_h", "render_w", 3)  # the generator's resolution plus the field-of-view expansion
+        recon = (Key("render_recon", shape, "uint8", doc="the unedited reconstruction"),)
+        return (Key("render", shape, "uint8", doc="the edited face; black where none"),
+                *(recon if self.with_reconstruction else ()))
 
     def setup(self) -> None:
         self.generator = self.renderer.generator  # the weights that render: their resolution sizes the canvas
@@ -98,12 +111,19 @@ class PasteStage(Stage):
     """
 
     name = "paste"
+    writes = (FRAMES,)
 
     def __init__(self, res: int, expansion: Expansion = Expansion(), mode: Literal["full", "crop", "side-by-side"]
                  = "full", colour_match: bool = True):
         if mode not in OUTPUT_MODES:
             raise ValueError(f"output mode must be one of {OUTPUT_MODES}")
         self.res, self.expansion, self.mode, self.colour_match = res, expansion, mode, colour_match
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        outline = ("face_outline",) if self.mode == "full" else ()  # the blend mask
+        recon = ("render_recon",) if self.mode == "side-by-side" else ()
+        return ("frames", "has_latents", "crop_quad", "render") + outline + recon
 
     def _source_crop(self, frame: np.ndarray, quad: np.ndarray) -> np.ndarray:
         h, w = self.expansion.canvas(self.res)
@@ -120,7 +140,7 @@ class PasteStage(Stage):
         for i, frame in enumerate(batch.frames):
             if self.mode == "full":
                 for k in paste_order(crop_quad[i], edited[i]):
-                    frame = paste(frame, batch.data["render"][i, k], crop_quad[i, k], batch.data["landmarks"][i, k],
+                    frame = paste(frame, batch.data["render"][i, k], crop_quad[i, k], batch.data["face_outline"][i, k],
                                   self.res, self.expansion, colour_match=self.colour_match)
                 frames.append(frame)
                 continue
