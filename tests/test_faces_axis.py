@@ -77,7 +77,8 @@ def smooth_batches(latents, angles, valid, size=4):
         idx = np.arange(start, min(start + size, len(latents)))
         yield FrameBatch(np.zeros((len(idx), 1, 1, 3), np.uint8), idx, idx, Fraction(1, 25), data={
             "latents": latents[sl], "has_latents": valid[sl], "rotation_deg": angles[sl],
-            "translation": np.zeros(angles[sl].shape + (2,), np.float32), "scale": np.ones(angles[sl].shape, np.float32)})
+            "translation": np.zeros(angles[sl].shape + (2,), np.float32),
+            "scale": np.ones(angles[sl].shape, np.float32)})
 
 
 def smoothed(latents, angles, valid):
@@ -156,7 +157,7 @@ def test_paste_at_the_known_places_of_both_faces(clip, photo_lm):
     out = align(frames, landmarks)
     i = 2
     res = 32
-    render = np.stack([np.full((res, res, 3), (250, 40, 40), np.uint8), np.full((res, res, 3), (40, 40, 250), np.uint8)])
+    render = np.stack([np.full((res, res, 3), colour, np.uint8) for colour in ((250, 40, 40), (40, 40, 250))])
     data = {"has_latents": out["detected"][i:i + 1], "crop_quad": out["crop_quad"][i:i + 1],
             "face_outline": out["face_outline"][i:i + 1], "render": render[None]}
     batch = FrameBatch(frames[i:i + 1], np.array([i]), np.array([i]), Fraction(1, 25), data=data)

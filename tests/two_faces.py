@@ -30,11 +30,6 @@ def placement(slot: int, frame: int) -> np.ndarray:
     return m
 
 
-def centre(slot: int, frame: int) -> np.ndarray:
-    """Where the photo's centre (about the face's centre) lands in the frame."""
-    return placement(slot, frame) @ np.array([200.0, 200.0, 1.0])
-
-
 def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ m[:, :2].T + m[:, 2]
 
