@@ -81,7 +81,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         # The encoder takes 256² aligned crops; PTI supervises the generator at its own resolution.
         AlignStage(size=256, crop_size=parts.resolution if purpose == "pti" else None, crop=options.crop,
                    align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
-                   require_face=purpose == "run"),  # a farm segment may hold no face: the job checks the clip
+                   require_face=purpose == "run",  # a farm segment may hold no face: the job checks the clip
+                   with_crop=purpose == "pti"),  # the unaligned crop is PTI's target; the run renders its own
         InvertStage(parts.inverter, n_iters=options.n_iters, max_batch=batch,
                     artifacts=artifacts if purpose == "run" else None),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
