@@ -106,7 +106,12 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
 
         stages.append(DemoLabelStage())
     sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
-    return Chain(stages, sink_reads=sink_reads)
+    chain = Chain(stages, sink_reads=sink_reads)
+    if redecode is not None:
+        # Pictures large enough to decode twice are too large to queue: the queues that carry them (to alignment,
+        # and from the second decode on) hold one batch; the light queues between keep the run's --queue-size.
+        chain.picture_queue_size = 1
+    return chain
 
 
 def plan_chain(options) -> Chain:

@@ -158,3 +158,12 @@ def test_a_stage_that_holds_more_than_it_declares_does_not_stall_the_budget():
     pipeline = Pipeline(source(64), [Undeclared(0)], received.append, queue_size=2, max_frames_in_flight=8)
     pipeline.run()
     assert np.concatenate([b.index for b in received]).tolist() == list(range(64))
+
+
+def test_queues_that_carry_the_pictures_can_be_shorter():
+    chain = Chain([stage("align", ["frames"], ["crop"]), stage("smooth", ["crop"], ["latents"]),
+                   stage("redecode", [], ["frames"]), stage("paste", ["frames", "latents"], ["frames"])])
+    assert chain.pictures_flow() == [True, False, False, True, True]
+    chain.picture_queue_size = 1
+    pipeline = Pipeline(source(8), chain, lambda batch: None, queue_size=4)
+    assert [q.maxsize for q in pipeline.queues] == [1, 4, 4, 1, 1]

@@ -76,6 +76,7 @@ class Chain:
         self.sink_reads = tuple(sink_reads)
         self.sink_name = sink_name
         self.checked = True
+        self.picture_queue_size: int | None = None  # batches a queue carrying the pictures holds (None: as any)
         self.keys: dict[str, Key] = {FRAMES.name: FRAMES}
         for link in self.links:
             for name in link.reads:
@@ -118,9 +119,18 @@ class Chain:
         (tests feeding a stage hand-made batches) and a sink that may read anything."""
         chain = cls.__new__(cls)
         chain.stages, chain.links = list(stages), [declared(s) for s in stages]
-        chain.sink_reads, chain.sink_name, chain.checked = (), sink_name, False
+        chain.sink_reads, chain.sink_name, chain.checked, chain.picture_queue_size = (), sink_name, False, None
         chain.keys = {FRAMES.name: FRAMES, **{k.name: k for link in chain.links for k in link.writes}}
         return chain
+
+    def pictures_flow(self) -> list[bool]:
+        """For each queue (after the source, then after each stage): whether its batches carry the pictures."""
+        flowing, carries = True, [True]
+        for link in self.links:
+            written = any(k.name == FRAMES.name for k in link.writes)
+            flowing = (flowing or written) and FRAMES.name not in link.drops
+            carries.append(flowing)
+        return carries
 
     @property
     def context(self) -> tuple[int, int]:

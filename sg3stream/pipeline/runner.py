@@ -128,7 +128,11 @@ class Pipeline:
         self.queue_size = queue_size
         self.sequential = sequential  # reference mode: one thread, one batch at a time, no two stages overlap
         self.stall_timeout_s = stall_timeout_s or None  # 0 = no watchdog (there is none in sequential mode)
-        self.queues = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
+        # The chain may make the queues whose batches carry the full pictures shorter (`picture_queue_size`): at 4K
+        # a batch of eight pictures is 200 MB, a batch of codes and quads a few hundred kB.
+        short = self.chain.picture_queue_size
+        sizes = [min(short, queue_size) if short and carries else queue_size for carries in self.chain.pictures_flow()]
+        self.queues = [queue.Queue(maxsize=size) for size in sizes]
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
         self.error_lock = threading.Lock()
