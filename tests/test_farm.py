@@ -107,7 +107,7 @@ def test_the_farm_run_succeeds_and_a_killed_worker_is_retried(farmed):
     assert [s["state"] for s in manifest["segments"]] == ["done", "done"]
     assert [s["attempts"] for s in manifest["segments"]] == [1, 2]
     retried = [e for e in events(first) if e["event"] == "segment" and e.get("state") == "retrying"]
-    assert [(e["segment"], e["job"].startswith("job 1")) for e in retried] == [(1, True)]
+    assert [(e["segment"], e["job"].startswith("job 1")) for e in retried] == [(1, True)], first.stdout[-3000:]
     assert [e["done"] for e in events(first) if e["event"] == "summary"] == [2]
     assert not (folder / "out" / ".long.mp4.farm").exists()  # segment files are dropped once joined
     assert sorted(p.name for p in (folder / "out").iterdir()) == [
