@@ -1,6 +1,7 @@
 """Who runs the kernels' math: `CudaBackend` (the .cu kernels, launched through pycuda) or `EmulatedBackend`
-(the same index arithmetic in torch, on any device and dtype: it lets the autograd plumbing of ops.py — the
-adjoint passes, paddings, gains, flips — be tested with gradcheck on a machine without a GPU).
+(a stand-in for the kernels built from torch ops — F.pad and F.conv2d — on any device and dtype: it does not run the
+.cu index arithmetic, it lets the autograd plumbing of ops.py — the adjoint passes, paddings, gains, flips — be
+tested with gradcheck on a machine without a GPU).
 
 A backend has four methods, on contiguous NCHW tensors, with 2-D float32 correlation kernels `w`:
   upfirdn2d_pass(x, w, upx, upy, downx, downy, padx0, pady0, out_h, out_w)                (kernels/upfirdn2d.cu)
@@ -85,7 +86,7 @@ def _broadcast_bias(b, x, channels, inner):
 
 
 class EmulatedBackend:
-    """The kernels' arithmetic in torch (any device, any float dtype)."""
+    """What the kernels compute, from torch ops (any device, any float dtype); not the .cu code itself."""
 
     name = "emulated"
 
