@@ -1,9 +1,15 @@
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A test run started in the background (`cmd &` in a script) has SIGINT ignored, and so would every command the tests
+# start (an ignored signal stays ignored across exec): the Ctrl-C tests need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
