@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import StageError, UserError
-from ..memory import keep_large_buffers_returnable
 from .batch import FrameBatch
 from .contract import Chain, batch_bytes, drop_keys
 from .stage import Stage
@@ -182,7 +181,6 @@ class Pipeline:
 
     def run(self, on_tick: Callable[["Pipeline"], None] | None = None, tick_s: float = 0.25) -> list[StageStats]:
         """Run to the end; raise the first error (UserError as is, others as StageError) or Interrupted."""
-        keep_large_buffers_returnable()  # pictures passed between threads must not pile up in malloc's heaps
         if self.sequential:
             return self._run_sequential(on_tick, tick_s)
         targets = [self._run_source] + [self._stage_target(i, s) for i, s in enumerate(self.stages)] + [self._run_sink]
