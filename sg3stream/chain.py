@@ -130,7 +130,7 @@ def frame_budget(options, chain: Chain) -> int:
     The least that lets every windowed stage release a batch: each holds its look-ahead rounded up to whole
     batches, plus the batch at hand, plus one at the source. The default adds one batch per stage at work.
     """
-    batch = options.batch_size if not options.reference_mode else 1
+    batch = model_batch(options)
     held = sum((math.ceil(link.context_after / batch) + 1) * batch for link in chain.links if link.context_after)
     least = held + batch
     if options.max_frames_in_flight:

@@ -75,7 +75,6 @@ class Chain:
         self.links = [declared(s) for s in self.stages]
         self.sink_reads = tuple(sink_reads)
         self.sink_name = sink_name
-        self.checked = True
         self.picture_queue_size: int | None = None  # batches a queue carrying the pictures holds (None: as any)
         self.keys: dict[str, Key] = {FRAMES.name: FRAMES}
         for link in self.links:
@@ -119,7 +118,7 @@ class Chain:
         (tests feeding a stage hand-made batches) and a sink that may read anything."""
         chain = cls.__new__(cls)
         chain.stages, chain.links = list(stages), [declared(s) for s in stages]
-        chain.sink_reads, chain.sink_name, chain.checked, chain.picture_queue_size = (), sink_name, False, None
+        chain.sink_reads, chain.sink_name, chain.picture_queue_size = (), sink_name, None
         chain.keys = {FRAMES.name: FRAMES, **{k.name: k for link in chain.links for k in link.writes}}
         return chain
 
