@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.components import model_call_lock
 from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import Key
 from ..pipeline.stage import Stage
@@ -47,7 +48,8 @@ class InvertStage(Stage):
         if sel.any():
             images = to_device(batch.data["aligned"][sel], self.inverter.device)  # the valid (frame, slot) pairs
             images = images.permute(0, 3, 1, 2).float() / 127.5 - 1
-            codes = self.inverter.invert(images, n_iters=self.n_iters, batch_size=self.max_batch)
+            with model_call_lock(self.inverter.device):
+                codes = self.inverter.invert(images, n_iters=self.n_iters, batch_size=self.max_batch)
             latents[sel] = codes.float().cpu().numpy()
         out = batch.replace()
         out.data["latents"] = latents

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..models.components import model_call_lock
 from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import FRAMES, Key
 from ..pipeline.stage import Stage
@@ -72,7 +73,8 @@ class RenderStage(Stage):
             w = ws_t.repeat_interleave(repeats, dim=0)
             styles = {layer: torch.from_numpy(d).to(device).repeat_interleave(repeats, dim=0)
                       for layer, d in offsets.items()}
-            return self.renderer.render(w, all_t, styles)
+            with model_call_lock(device):
+                return self.renderer.render(w, all_t, styles)
 
         return to_uint8(render_expanded(synthesize, len(ws), t, res, self.expansion, one_call=self.one_call_per_batch))
 
