@@ -31,9 +31,11 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import StageError, UserError
 from .batch import FrameBatch
 from .contract import Chain, batch_bytes, drop_keys
+from .heap import release_free_heap
 from .stage import Stage
 
 POLL_S = 0.05
+HEAP_TRIM_S = 1.0  # how often freed heap pages go back to the system while the pipeline runs (see heap.py)
 STOP_WAIT_S = 2.0  # after an error or a signal, how long a worker gets to finish the call it is in
 DEFAULT_STALL_TIMEOUT_S = 600.0  # long enough for a first call that compiles (torch.compile, TensorRT)
 _END = object()  # end of stream, passed down every queue
@@ -191,10 +193,13 @@ class Pipeline:
         try:
             for w in self.workers:
                 w.thread.start()
-            last_tick = 0.0
+            last_tick = last_trim = 0.0
             while self.workers[-1].thread.is_alive() and not self.stop_flag.is_set():
                 self.workers[-1].thread.join(POLL_S)
                 self._check_stalls()
+                if time.perf_counter() - last_trim >= HEAP_TRIM_S:
+                    last_trim = time.perf_counter()
+                    release_free_heap()
                 if on_tick and time.perf_counter() - last_tick >= tick_s:
                     last_tick = time.perf_counter()
                     on_tick(self)
