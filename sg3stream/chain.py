@@ -142,9 +142,9 @@ def frame_budget(options, chain: Chain) -> int:
 
 
 def describe_chain(purpose: str = "run") -> dict:
-    """The default options' chain for `purpose`, as `sg3stream chain` shows it: for a run, the chain at 1080p and up
-    (the picture decoded again for the paste) with the demo caption; below 1080p the picture rides to the paste
-    instead and the `redecode` row is left out."""
+    """The default options' chain for `purpose`, as `sg3stream chain` shows it: for a run on a file, with the
+    picture decoded again for the paste and the demo caption (frames handed to the Python API ride to the paste
+    instead, without the `redecode` row)."""
     from .job import RunOptions
 
     if purpose not in ("run", "pti", "segment"):

@@ -92,7 +92,8 @@ class RunOptions:
     max_frames_in_flight: int = option(0, "Frames held between decode and encode; 0 = what the chain needs (its "
                                        "windows plus a batch per stage).", low=0)
     redecode: str = option("auto", "Decode the input a second time for the paste instead of holding the frames "
-                           "through the smoothing window: on, off or auto (from 1080p up).", choices=REDECODE)
+                           "through the smoothing window: on, off or auto (on for a file; frames handed to the Python API "
+                           "always ride).", choices=REDECODE)
     codec: str = option("libx264", "Output video codec (FFmpeg encoder name), or auto: h264_nvenc on an NVIDIA GPU, "
                         "libx264 elsewhere.")
     crf: int = option(18, "Quality for libx264/libx265 (lower is better).")

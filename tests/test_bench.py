@@ -25,7 +25,7 @@ def test_bench_of_the_main_job_covers_every_stage():
         run = report["run"][mode]
         assert run["frames"] == 8 and run["end_to_end_fps"] > 0 and run["mode"] == mode
         assert [s["name"] for s in run["stages"]] == ["decode", "landmarks", "align", "invert", "smooth", "edit",
-                                                      "render", "paste", "encode"]
+                                                      "render", "redecode", "paste", "encode"]
         assert run["gpu"]["available"] or run["gpu"]["reason"]  # GPU figures, or why there are none
         assert run["acceleration"] == {"hw_decoding": False, "codec": "libx264", "device": "cpu", "compiled": False,
                                        "ops": "torch", "engine": "torch"}  # what this CPU can run

@@ -95,7 +95,7 @@ def test_artifacts_keep_every_frame(outputs):
     assert alignment["detected"].tolist() == [i not in BLANK for i in range(FRAMES)]
     run_json = json.loads((art / "run.json").read_text())
     assert [s["name"] for s in run_json["stages"]] == ["decode", "landmarks", "align", "invert", "smooth", "edit",
-                                                       "render", "paste", "encode"]
+                                                       "render", "redecode", "paste", "encode"]
     assert any("demo model" in w for w in run_json["warnings"])
 
 

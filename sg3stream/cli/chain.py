@@ -25,7 +25,7 @@ def chain_markdown(purpose: str = "run") -> str:
 
 @app.command()
 def chain(
-    purpose: str = typer.Option("run", help="run (1080p and up: the picture decoded again for the paste), pti "
+    purpose: str = typer.Option("run", help="run (on a file: the picture decoded again for the paste), pti "
                                 "(PTI's first pass) or segment (a farm segment)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
