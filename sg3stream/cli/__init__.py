@@ -1,5 +1,5 @@
 """Command line: `sg3stream run|probe|bench|...`. Each command lives in its own module and registers on `app`."""
-from . import bench, chain, farm, generate, models, probe, run  # noqa: F401  (registration)
+from . import bench, chain, eval, farm, generate, models, probe, run  # noqa: F401  (registration)
 from .app import app
 
 
