@@ -11,7 +11,10 @@ Here, so that hour-long clips stream in bounded memory and no frame is lost:
     a frame's deviation per frame, so it never jitters. Memory: prefix sums over 2W frames. Being local, it lets
     a long clip be cut into segments that overlap by W + the kernel's radius and joined without a seam.
   - the kernel is the reference's 5-tap kernel, convolved with a Gaussian of `sigma` frames when sigma > 0; at
-    the clip's ends and next to frames without a face it uses the taps that exist, renormalised.
+    the clip's ends and next to frames without a face it uses the taps that exist *in pairs* (a tap only where
+    its mirror tap exists too), renormalised: a symmetric kernel keeps a steadily moving face where it is, where a
+    one-sided one would drag the transform behind it and misplace the render by up to half a frame's motion (with
+    the oracle generator, the first and last frames of a moving face fell to 28 dB from 37: README, Fidelity).
   - transforms are smoothed as rotation angle (unwrapped), translation and scale, then rebuilt, not as raw
     matrices (averaging rotation matrices shrinks them).
 Results depend on neither the batch size nor the queue size.
@@ -43,19 +46,22 @@ def temporal_kernel(sigma: float = 0.0) -> np.ndarray:
 def smooth_valid(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Smooth values[T, ...] at positions `centers` with `kernel`, using only valid frames, renormalised.
 
-    Invalid centres stay NaN. Missing taps (ends of the buffer, frames without a face) are left out and the
-    remaining weights rescaled to sum to one, so no frame is lost.
+    Invalid centres stay NaN. Missing taps (ends of the buffer, frames without a face) are left out together with
+    their mirror taps, so that the kernel stays symmetric (unbiased on steady motion), and the remaining weights
+    rescaled to sum to one, so no frame is lost.
     """
     radius = len(kernel) // 2
     out = np.full((len(centers),) + values.shape[1:], np.nan, dtype=np.float64)
     flat = values.reshape(len(values), -1)
+    padded = np.concatenate([np.zeros(radius, bool), np.asarray(valid, bool), np.zeros(radius, bool)])
     for k, c in enumerate(centers):
         if not valid[c]:
             continue
-        lo, hi = max(0, c - radius), min(len(values), c + radius + 1)
-        w = kernel[lo - c + radius:hi - c + radius] * valid[lo:hi]
-        sel = w > 0
-        out[k] = (w[sel, None] * flat[lo:hi][sel]).sum(axis=0).reshape(values.shape[1:]) / w[sel].sum()
+        taps = padded[c:c + 2 * radius + 1]  # frames c - radius .. c + radius; False past the buffer's ends
+        w = kernel * (taps & taps[::-1])
+        lo = c - radius
+        sel = np.flatnonzero(w > 0)
+        out[k] = (w[sel, None] * flat[lo + sel]).sum(axis=0).reshape(values.shape[1:]) / w[sel].sum()
     return out
 
 
