@@ -1,7 +1,9 @@
 """The chain of stages, built in one place for `sg3stream run`, for PTI's first pass and for the farm's segments.
 
-    run, segment:  decode -> landmarks -> align -> invert -> smooth -> edit -> render [-> redecode] -> paste
-                   [-> label] -> encode
+    run, segment:  decode -> landmarks -> align [-> redecode-crop -> crop] -> invert -> smooth -> edit -> render
+                   [-> redecode] -> paste [-> label] -> encode
+                   (in brackets: where the input is a file, decoded again for the crops and for the paste, so
+                   that no picture waits in the alignment or smoothing window; otherwise align cuts the crops)
     pti:           decode -> landmarks -> align -> invert -> smooth -> collect   (the same chain, cut after smooth)
     plan:          the run's chain, never run: the farm asks it for its context before any model loads
     api:           the run's chain for `sg3stream.Editor.edit`: the frames and their faces' results go to the caller,
@@ -68,21 +70,34 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if options.passthrough:
         return Chain([])
     from .align import AlignStage, LandmarkStage
+    from .align.stages import CropStage
     from .edit.smoothing import SmoothStage
     from .edit.stage import EditStage
     from .invert.stage import InvertStage
+    from .models.oracle import is_oracle_renderer
     from .render.expand import Expansion
+    from .render.oracle import OracleRenderStage
     from .render.stages import PasteStage, RenderStage
+    from .video.redecode import RedecodeStage
 
     batch = model_batch(options)
+    oracle = is_oracle_renderer(parts.renderer)  # --generator oracle: renders the aligned faces at its resolution
     artifacts_dir = artifacts.folder if artifacts is not None and purpose == "run" else None
+    # The encoder takes 256² aligned crops; PTI supervises the generator at its own resolution, and its crop is
+    # PTI's target (the run renders its own); the oracle renders the aligned faces at its resolution.
+    crops = dict(size=256, crop_size=parts.resolution if purpose == "pti" else None, with_crop=purpose == "pti",
+                 gen_size=parts.resolution if oracle else None)
     stages: list[Stage] = [
         LandmarkStage(workers=options.landmark_workers),
-        # The encoder takes 256² aligned crops; PTI supervises the generator at its own resolution.
-        AlignStage(size=256, crop_size=parts.resolution if purpose == "pti" else None, crop=options.crop,
-                   align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
+        # With a second decoder the alignment window holds quads, not pictures: the faces are cut from the picture
+        # decoded again once their quads are known.
+        AlignStage(crop=options.crop, align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
                    require_face=purpose == "run",  # a farm segment may hold no face: the job checks the clip
-                   with_crop=purpose == "pti"),  # the unaligned crop is PTI's target; the run renders its own
+                   warp=redecode is None, **crops),
+    ]
+    if redecode is not None:
+        stages += [RedecodeStage(redecode, name="redecode-crop"), CropStage(**crops)]
+    stages += [
         InvertStage(parts.inverter, n_iters=options.n_iters, max_batch=batch,
                     artifacts=artifacts if purpose == "run" else None),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
@@ -91,14 +106,13 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if purpose == "pti":
         return Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect")
     expansion = Expansion.parse(options.expand)
+    render = OracleRenderStage if oracle else RenderStage
     stages += [
         EditStage(parts.edits, ramp=options.edit_ramp, total_frames=total_frames),
-        RenderStage(parts.renderer, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
-                    with_reconstruction=options.output_mode == "side-by-side"),
+        render(parts.renderer, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
+               with_reconstruction=options.output_mode == "side-by-side"),
     ]
     if redecode is not None:
-        from .video.redecode import RedecodeStage
-
         stages.append(RedecodeStage(redecode))
     stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode))
     if parts.demo and options.demo_label:
@@ -108,8 +122,9 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
     chain = Chain(stages, sink_reads=sink_reads)
     if redecode is not None:
-        # Pictures large enough to decode twice are too large to queue: the queues that carry them (to alignment,
-        # and from the second decode on) hold one batch; the light queues between keep the run's --queue-size.
+        # Pictures large enough to decode again are too large to queue: the queues that carry them (to the
+        # landmarks, around the crops, and from the paste's decode on) hold one batch; the light queues between
+        # keep the run's --queue-size.
         chain.picture_queue_size = 1
     return chain
 

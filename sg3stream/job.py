@@ -9,6 +9,7 @@ summary that also goes into run.json.
 """
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from dataclasses import asdict
@@ -19,6 +20,8 @@ from . import __version__
 from .artifacts import Artifacts
 from .chain import ChainParts, build_chain, frame_budget, model_batch
 from .errors import UserError
+from .models.oracle import NOTICE as ORACLE_NOTICE
+from .models.oracle import ORACLE, check_oracle_options, is_oracle, is_oracle_renderer, make_oracle_components
 from .options import RunOptions, option_fields
 from .pipeline.runner import Pipeline
 from .render.expand import Expansion
@@ -26,6 +29,8 @@ from .render.label import DEMO_METADATA
 from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path, resolve_codec
+
+log = logging.getLogger("sg3stream")
 
 
 def check_options(options: RunOptions) -> None:
@@ -41,6 +46,8 @@ def check_options(options: RunOptions) -> None:
             raise UserError(f"{flag} must be one of {', '.join(accepted)} (got {value!r})")
     if not options.pti_lr > 0:
         raise UserError(f"--pti-lr must be positive (got {options.pti_lr})")
+    if is_oracle(options.generator):
+        check_oracle_options(options)  # no edits, no PTI: it has no latent space
     if not (options.device in ("auto", "cpu", "cuda") or options.device.startswith("cuda:")
             and options.device[5:].isdigit()):
         raise UserError(f"--device must be auto, cpu, cuda or cuda:N (got {options.device!r})")
@@ -56,7 +63,7 @@ def check_options(options: RunOptions) -> None:
         if not ok:
             raise UserError(f"--engine tensorrt with --pti-steps needs a TensorRT engine built from the tuned "
                             f"generator, which cannot be built here ({why}); use --engine onnx or torch")
-    if options.passthrough:
+    if options.passthrough or is_oracle(options.generator):
         return
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
     check_edit_names(options.edits, demo=uses_demo_directions(options, generator_file), generator_path=generator_file)
@@ -72,6 +79,8 @@ def uses_demo_directions(options: RunOptions, generator_file: Path | None) -> bo
 
 def uses_demo_model(options: RunOptions, generator_file: Path | None) -> bool:
     """Any part of the models is the demo's (random weights): the output shows the pipeline, not a real edit."""
+    if is_oracle(options.generator):
+        return False  # no model runs: the output is the input's own faces through the pipeline
     return options.encoder in (None, "demo") or uses_demo_directions(options, generator_file)
 
 
@@ -89,6 +98,8 @@ def load_models(options: RunOptions) -> LoadedModels:
     from .models.bundle import Models
     from .models.components import make_components
 
+    if is_oracle(options.generator):
+        return LoadedModels(None, *make_oracle_components(options.device))  # no model to load
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device)
     # --engine onnx/tensorrt: the graphs are exported/built here, not mid-run
     inverter, renderer = make_components(models, engine=options.engine, compile=options.compile,
@@ -104,6 +115,8 @@ def load_parts(options: RunOptions, reporter: Reporter | None = None,
     from .edit.directions import DirectionCatalog
 
     models, inverter, renderer = loaded if loaded is not None else load_models(options)
+    if is_oracle_renderer(renderer):
+        return oracle_parts(options, inverter, renderer)
     generator = models.generator()
     generator_file = weights_file(options.generator) or weights_file(options.encoder)
     catalog = DirectionCatalog.for_generator(generator, demo=uses_demo_directions(options, generator_file),
@@ -128,6 +141,14 @@ def load_parts(options: RunOptions, reporter: Reporter | None = None,
         "expand": asdict(Expansion.parse(options.expand)),
     }
     return parts, description
+
+
+def oracle_parts(options: RunOptions, inverter, renderer) -> tuple[ChainParts, dict]:
+    """`load_parts` for --generator oracle: no edits (check_options refused them), no demo caption."""
+    log.warning(ORACLE_NOTICE)  # said in the log and, through the reporter, in run.json's warnings
+    description = {"generator": ORACLE, "encoder": None, "demo": False, "ramp": options.edit_ramp, "edits": [],
+                   "available": [], "expand": asdict(Expansion.parse(options.expand))}
+    return ChainParts(inverter=inverter, renderer=renderer, resolution=renderer.resolution), description
 
 
 def acceleration(renderer, reader: FrameReader, codec: str) -> dict:

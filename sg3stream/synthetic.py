@@ -38,16 +38,21 @@ def frame_number(frame: np.ndarray) -> int:
     return int(round((float(frame.mean()) - 10 - 30) / 6)) % 30
 
 
-def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence[int] = ()) -> Iterable[np.ndarray]:
+def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence[int] = (), *,
+                cycle: float | None = None, roll: float = 8.0) -> Iterable[np.ndarray]:
     """The face photo moving smoothly (rotation, scale, translation) over a grey background, framed as in the
-    bundled sample whatever the size."""
+    bundled sample whatever the size.
+
+    cycle: frames per cycle of the motion (None: the clip is one cycle); fewer is faster motion.
+    roll: amplitude of the head's in-plane rotation, degrees.
+    """
     photo = face_photo()
     for i in range(count):
         if i in blank:
             yield np.full((height, width, 3), 90, np.uint8)
             continue
-        t = i / max(count - 1, 1)
-        angle = 8.0 * math.sin(2 * math.pi * t)
+        t = i / cycle if cycle else i / max(count - 1, 1)
+        angle = roll * math.sin(2 * math.pi * t)
         scale = (0.75 + 0.1 * math.sin(math.pi * t)) * min(width, height * 4 / 3) / 480  # as in the sample
         cx = width / 2 + 0.08 * width * math.sin(2 * math.pi * t)
         cy = height / 2 + 0.04 * height * math.cos(2 * math.pi * t)

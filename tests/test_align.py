@@ -409,3 +409,20 @@ def test_landmark_workers_do_not_load_torch():
             "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_crop_stage_cuts_what_alignment_cuts_from_a_picture_that_did_not_wait_in_its_window(clip):
+    """The chain's split (AlignStage(warp=False) -> picture decoded again -> CropStage) gives the very same crops."""
+    from sg3stream.align.stages import CropStage
+
+    whole = _run_align(AlignStage(crop_size=64), clip["lm_batches"])
+    geometry = _run_align(AlignStage(warp=False), [b.replace(frames=None) for b in clip["lm_batches"]])
+    assert "aligned" not in geometry[0].data and "frames" not in AlignStage(warp=False).reads
+    frames = {int(i): f for b in clip["lm_batches"] for i, f in zip(b.index, b.frames)}
+    crop = CropStage(crop_size=64)
+    cut = [crop(b.replace(frames=np.stack([frames[int(i)] for i in b.index]))) for b in geometry]
+    for key in ("aligned", "crop"):
+        assert np.array_equal(np.concatenate([b.data[key] for b in cut]),
+                              np.concatenate([b.data[key] for b in whole]))
+    assert np.array_equal(np.concatenate([b.data["transform"] for b in geometry]),
+                          np.concatenate([b.data["transform"] for b in whole]), equal_nan=True)

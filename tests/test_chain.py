@@ -27,7 +27,8 @@ def names(chain: Chain) -> list[str]:
 def test_one_builder_makes_every_chain_and_checks_it():
     parts = ChainParts(demo=True, resolution=1024)
     run = build_chain(options(), parts, redecode=lambda: iter(()))
-    assert names(run) == ["landmarks", "align", "invert", "smooth", "edit", "render", "redecode", "paste", "label"]
+    assert names(run) == ["landmarks", "align", "redecode-crop", "crop", "invert", "smooth", "edit", "render",
+                          "redecode", "paste", "label"]
     assert names(build_chain(options(demo_label=False), parts)) == [
         "landmarks", "align", "invert", "smooth", "edit", "render", "paste"]
     pti = build_chain(options(), parts, purpose="pti")
@@ -38,10 +39,12 @@ def test_one_builder_makes_every_chain_and_checks_it():
     assert names(build_chain(options(passthrough=True), parts)) == []
 
 
-def test_the_pictures_go_after_alignment_when_the_paste_decodes_them_again():
+def test_the_pictures_go_after_the_landmarks_when_the_crops_and_the_paste_decode_them_again():
     chain = build_chain(options(), ChainParts(resolution=1024), redecode=lambda: iter(()))
     drops = {link.name: link.drops for link in chain.links}
-    assert "frames" in drops["align"]
+    assert "frames" in drops["landmarks"] and "frames" in drops["crop"]  # no picture waits in a window
+    carries = dict(zip(["decode"] + names(chain), chain.pictures_flow()))
+    assert not carries["align"] and not carries["smooth"] and carries["redecode-crop"] and carries["redecode"]
     riding = build_chain(options(), ChainParts(resolution=1024))
     assert not any("frames" in link.drops for link in riding.links)
 

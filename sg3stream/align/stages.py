@@ -1,4 +1,4 @@
-"""The two alignment stages of the pipeline.
+"""The alignment stages of the pipeline: landmarks, then quads and transforms, then the crops.
 
 Every per-face key has a face axis right after the frame axis: [N, F, ...], F face slots (LandmarkStage's
 `max_faces`; 1 for now, and a later issue makes slot k one person across frames). Empty slots are NaN, False or
@@ -13,8 +13,10 @@ small faces (into slot 0, when the mesh finds no face). Attaches:
   landmark_source  [N,F] uint8          0 none, 1 face mesh, 2 fallback (full-range detector + mesh on the crop)
 
 AlignStage (executor "thread"): needs the keys above. Bridges short gaps, smooths quads over a bounded window
-(holds batches back until it has seen `lookahead` frames past them; `flush()` releases the rest), warps the
-aligned and the unaligned crops and computes the generator transforms. Attaches (S = `size`):
+(holds batches back until it has seen `lookahead` frames past them; `flush()` releases the rest), computes the
+generator transforms and, unless `warp=False`, warps the aligned and the unaligned crops as CropStage does.
+With `warp=False` it never reads the picture, so the picture need not ride through its window: the chain drops it
+after the landmarks and decodes it again for CropStage (sg3stream/chain.py). Attaches (S = `size`):
 
   detected      [N,F] bool          unchanged: False for bridged frames too -> later stages pass the face through
   has_quad      [N,F] bool          detected or bridged: the quads/crops/transform below are valid.
@@ -24,6 +26,8 @@ aligned and the unaligned crops and computes the generator transforms. Attaches 
   crop_quad     [N,F,4,2] float32   same, of the unaligned crop (axis-aligned square); paste-back warps the
                                     generator output back into the frame with this quad
   aligned       [N,F,S,S,3] uint8   the FFHQ-aligned crop (encoder input)
+  aligned_gen   [N,F,R,R,3] uint8   the aligned crop at R = `gen_size`, only when asked (the oracle generator's
+                                    faces: sg3stream/models/oracle.py)
   crop          [N,F,C,C,3] uint8   the unaligned crop, C = `crop_size` (what the generator renders with
                                     `transform`; PTI's target)
   transform     [N,F,3,3] float32   StyleGAN3 synthesis.input.transform: crop coords -> aligned coords (transforms.py)
@@ -32,6 +36,8 @@ aligned and the unaligned crops and computes the generator transforms. Attaches 
   scale         [N,F] float32       aligned quad size / crop quad size
   face_outline  [N,F,64,2] float32  the convex hull of the face's landmarks, NaN-padded: the paste-back mask's
                                     outline, so that the 478 landmarks can be dropped here
+
+CropStage (executor "thread"): the picture and the quads -> `aligned` (and `crop`, `aligned_gen` when asked).
 
 Each stage declares these (`reads`, `writes`, `context_before`, `context_after`: sg3stream/pipeline/contract.py).
 """
@@ -165,6 +171,9 @@ class AlignStage(Stage):
           aligned quad itself, rotation included (what the reference's video_handler does with the first frame).
     enable_padding: the FFHQ recipe's reflect-padding and blur where a quad leaves the frame.
     with_crop: warp the unaligned `crop` too (only PTI's collector reads it; False saves a warp per face).
+    warp: warp the crops here (True), or leave them to a CropStage after it (False: no picture is read).
+    gen_size: also warp the aligned quad at this side into `aligned_gen` (None: not written; the oracle generator
+          renders these, at its resolution).
     """
 
     name = "align"
@@ -173,13 +182,14 @@ class AlignStage(Stage):
     def __init__(self, size: int = 256, crop: Literal["fixed", "smooth"] = "smooth", align_smoothing: float = 1.0,
                  crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
                  crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True,
-                 crop_size: int | None = None, with_crop: bool = True):
+                 crop_size: int | None = None, with_crop: bool = True, gen_size: int | None = None,
+                 warp: bool = True):
         if crop not in ("fixed", "smooth"):
             raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
         # False: a stream without any face is not an error (a farm segment; the job checks the whole clip)
         self.require_face = require_face
         crop_size = size if crop_size is None else crop_size
-        for side in (size, crop_size):
+        for side in (size, crop_size) + ((gen_size,) if gen_size is not None else ()):
             if not (isinstance(side, int) and 16 <= side <= 4096):
                 raise UserError(f"the crop size must be an integer between 16 and 4096 (got {side!r})")
         if align_smoothing < 0 or crop_smoothing < 0:
@@ -192,6 +202,7 @@ class AlignStage(Stage):
         self.size = size
         self.crop_size = crop_size
         self.crop = crop
+        self.warp = warp
         self.align_smoothing = float(align_smoothing)
         self.crop_smoothing = float(crop_smoothing)
         self.max_gap = int(max_gap)
@@ -199,17 +210,19 @@ class AlignStage(Stage):
         self.crop_axis_aligned = crop_axis_aligned
         self.enable_padding = enable_padding
         self.with_crop = with_crop
+        self.gen_size = gen_size
         self._reset()
 
     # --- what it reads and writes ------------------------------------------------------------------------------
     @property
     def reads(self) -> tuple[str, ...]:
         # landmark_source only goes into alignment.npz
-        return ("frames", "landmarks", "detected") + (("landmark_source",) if self.artifacts_dir is not None else ())
+        return ((("frames",) if self.warp else ()) + ("landmarks", "detected")
+                + (("landmark_source",) if self.artifacts_dir is not None else ()))
 
     @property
     def writes(self) -> tuple[Key, ...]:
-        crop = (Key("crop", ("C", "C", 3), "uint8", doc=f"the unaligned crop, C = {self.crop_size}: PTI's target"),)
+        crops = crop_keys(self.size, self.crop_size, self.with_crop, self.gen_size) if self.warp else ()
         return (
             Key("detected", (), "bool", doc="landmarks found, not bridged: the face is inverted"),
             Key("has_quad", (), "bool", doc="detected or bridged over a gap: quads, crops and transforms are valid"),
@@ -217,8 +230,7 @@ class AlignStage(Stage):
             Key("aligned_quad", (4, 2), "float32", doc="FFHQ quad (TL, BL, BR, TR), source pixels"),
             Key("crop_quad", (4, 2), "float32", doc="the unaligned crop's square, source pixels"),
             Key("face_outline", (OUTLINE_POINTS, 2), "float32", doc="convex hull of the landmarks, NaN-padded"),
-            Key("aligned", ("S", "S", 3), "uint8", doc=f"the FFHQ-aligned crop, S = {self.size}: the encoder's input"),
-            *(crop if self.with_crop else ()),
+            *crops,
             Key("transform", (3, 3), "float32", doc="generator input transform: crop -> aligned coordinates"),
             Key("rotation_deg", (), "float32", doc="the transform's angle"),
             Key("translation", (2,), "float32", doc="the transform's translation, normalised crop units"),
@@ -365,11 +377,11 @@ class AlignStage(Stage):
             aligned_quad=aligned_quad,
             crop_quad=crop_quad,
             face_outline=face_outline(data["landmarks"]),
-            aligned=warp_quads(batch.frames, aligned_quad, self.size, has_quad, self.enable_padding),
             **tf,
         )
-        if self.with_crop:
-            data["crop"] = warp_quads(batch.frames, crop_quad, self.crop_size, has_quad, self.enable_padding)
+        if self.warp:
+            data.update(warp_crops(batch.frames, aligned_quad, crop_quad, has_quad, self.size, self.crop_size,
+                                   self.with_crop, self.gen_size, self.enable_padding))
         if self._writer is not None:
             # alignment.npz keeps its one-face format for now: slot 0 (a later issue adds the face axis)
             self._writer.append(dict(
@@ -383,3 +395,55 @@ class AlignStage(Stage):
                 **{key: value[:, 0] for key, value in tf.items()},
             ))
         return batch.replace(data=data)
+
+
+def crop_keys(size: int, crop_size: int, with_crop: bool, gen_size: int | None) -> tuple[Key, ...]:
+    """The images cut from the picture with the quads (AlignStage with warp=True, or CropStage)."""
+    return (
+        Key("aligned", ("S", "S", 3), "uint8", doc=f"the FFHQ-aligned crop, S = {size}: the encoder's input"),
+        *((Key("crop", ("C", "C", 3), "uint8", doc=f"the unaligned crop, C = {crop_size}: PTI's target"),)
+          if with_crop else ()),
+        *((Key("aligned_gen", ("R", "R", 3), "uint8", doc=f"the aligned crop, R = {gen_size}: the oracle's face"),)
+          if gen_size is not None else ()),
+    )
+
+
+def warp_crops(frames: np.ndarray, aligned_quad: np.ndarray, crop_quad: np.ndarray, has_quad: np.ndarray, size: int,
+               crop_size: int, with_crop: bool, gen_size: int | None, enable_padding: bool) -> dict[str, np.ndarray]:
+    """The `crop_keys` images of every face: [N, F, side, side, 3] uint8, black where there is no quad."""
+    out = {"aligned": warp_quads(frames, aligned_quad, size, has_quad, enable_padding)}
+    if gen_size is not None:
+        out["aligned_gen"] = (out["aligned"] if gen_size == size else
+                              warp_quads(frames, aligned_quad, gen_size, has_quad, enable_padding))
+    if with_crop:
+        out["crop"] = warp_quads(frames, crop_quad, crop_size, has_quad, enable_padding)
+    return out
+
+
+class CropStage(Stage):
+    """Cuts the faces out of the picture with the quads AlignStage(warp=False) computed: the same images as
+    AlignStage(warp=True) writes, from a picture that did not wait in the alignment window (the chain decodes it
+    again right before this stage)."""
+
+    name = "crop"
+    executor = "thread"
+    reads = ("frames", "aligned_quad", "crop_quad", "has_quad")
+
+    def __init__(self, size: int = 256, crop_size: int | None = None, with_crop: bool = True,
+                 gen_size: int | None = None, enable_padding: bool = True):
+        self.size = size
+        self.crop_size = size if crop_size is None else crop_size
+        self.with_crop = with_crop
+        self.gen_size = gen_size
+        self.enable_padding = enable_padding
+
+    @property
+    def writes(self) -> tuple[Key, ...]:
+        return crop_keys(self.size, self.crop_size, self.with_crop, self.gen_size)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        out = batch.replace()
+        out.data.update(warp_crops(batch.frames, batch.data["aligned_quad"], batch.data["crop_quad"],
+                                   np.asarray(batch.data["has_quad"], bool), self.size, self.crop_size,
+                                   self.with_crop, self.gen_size, self.enable_padding))
+        return out

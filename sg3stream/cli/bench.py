@@ -11,7 +11,10 @@ from rich.table import Table
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
-SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory")
+SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory", "fidelity")
+# The speed benches; fidelity (what the pipeline itself loses, bench/fidelity.py: 15 runs and their scoring) is
+# asked for by name.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "fidelity")
 
 
 def _device() -> str:
@@ -63,13 +66,18 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
         width, height = SIZES[sizes[0]]
         report["memory"] = bench_memory((frames, 4 * frames), width, height, batch_size=batch_size,
                                         queue_size=queue_size, generator=None if config == "demo" else config)
+    if "fidelity" in sections:
+        from sg3stream.bench.fidelity import bench_fidelity
+
+        report["fidelity"] = bench_fidelity(frames=frames)
     return report
 
 
 @app.command()
 def bench(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
-    sections: str = typer.Option(",".join(SECTIONS), help=f"Which benches: {', '.join(SECTIONS)}."),
+    sections: str = typer.Option(",".join(DEFAULT_SECTIONS), help=f"Which benches: {', '.join(SECTIONS)} (fidelity: "
+                                 "the oracle generator's loss per smoothing setting, only when named)."),
     frames: int = typer.Option(48, help="Frames per generated clip."),
     sizes: str = typer.Option("480p,1080p", help="Clip sizes: 480p, 1080p (the run bench uses the first)."),
     config: str = typer.Option(None, help="Generator: demo or sg3-r-1024 (random weights: speed does not depend on "
@@ -134,7 +142,7 @@ def print_report(report: dict, console: Console) -> None:
             console.print(f"note: {report['run']['note']}", highlight=False)
     if report.get("memory"):
         _print_memory(report["memory"], console)
-    for name in ("synthesis", "align", "inversion", "pti"):
+    for name in ("synthesis", "align", "inversion", "pti", "fidelity"):
         rows = report.get(name)
         if not rows:
             continue

@@ -173,9 +173,11 @@ def describe_models() -> list[dict]:
     cached file's size and the sum recorded when it was downloaded), whether it is cached, where it comes from."""
     from .resolve import builtin_names
 
+    seeded = ("no file: weights from a fixed seed (demo: generator and encoder for trying the pipeline; the others: "
+              "benchmarks)")
+    oracle = "no network: renders the input's own faces, to measure what the pipeline itself loses"
     rows = [dict(name=name, kind="built-in", size=None, sha256=None, sha256_from=None, cached=None, url=None,
-                 page=None, description="no file: weights from a fixed seed (demo: generator and encoder for "
-                                        "trying the pipeline; the others: benchmarks)")
+                 page=None, description=oracle if name == "oracle" else seeded)
             for name in builtin_names()]
     for name, entry in REGISTRY.items():
         path = models_dir() / entry.filename

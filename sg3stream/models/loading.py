@@ -51,6 +51,8 @@ def load_generator(path_or_name, device="cpu", force_fp32=False, *, warn_demo=Tr
                that have already said so (the run command) pass False.
     """
     source = resolve_model(path_or_name, "generator")
+    if source.builtin == "oracle":  # a renderer of the run's own faces (oracle.py), not a network
+        raise UserError("the oracle is not a network: it only renders in `sg3stream run --generator oracle`")
     if source.builtin is not None:
         if source.is_demo and warn_demo:
             warn_demo_model()

@@ -2,7 +2,7 @@
 
 Looked up in this order:
 1. a built-in configuration: generators "demo", "sg3-t-1024", "sg3-r-1024" (configs.BUILTIN_GENERATORS; random
-   weights, no file), encoders "demo";
+   weights, no file) and "oracle" (no network: the run's own faces, oracle.py), encoders "demo";
 2. an existing file;
 3. a name from `sg3stream models list` (registry.REGISTRY) whose file is in the cache (download.models_dir()).
 
@@ -29,8 +29,9 @@ BUILTIN_ENCODERS = ("demo",)
 def builtin_names(kind: str | None = None) -> list[str]:
     """Built-in names of `kind` ("generator", "encoder", or None for both)."""
     from .configs import BUILTIN_GENERATORS
+    from .oracle import ORACLE
 
-    names = list(BUILTIN_GENERATORS) if kind in (None, "generator") else []
+    names = [*BUILTIN_GENERATORS, ORACLE] if kind in (None, "generator") else []
     names += [n for n in BUILTIN_ENCODERS if kind in (None, "encoder") and n not in names]
     return names
 

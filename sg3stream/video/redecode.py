@@ -1,10 +1,11 @@
-"""A second, lagging decoder for the paste: the full frames are decoded again where they are needed last.
+"""The input decoded again where the picture is needed next, so that it need not wait in a window meanwhile.
 
-The chain needs the picture twice: at the start (landmarks, alignment) and at the end (paste). In between, the
-smoothing window holds about 60 frames back, so carrying the pictures through it holds 60+ full frames: 1.5 GB
-at 4K. Decoding the file a second time, in step with the batches that reach the paste, costs one more decode
-per frame and lets the chain drop the pictures right after alignment (the contract plans it: see
-`Chain._plan_drops`). A decode of the same file with the same decoder gives the same pixels.
+The chain needs the picture three times: for the landmarks, for cutting the faces out once their smoothed quads
+are known (the alignment window looks about 30 frames ahead), and for the paste (after the smoothing window's
+60 frames). Carrying the pictures through those windows holds 100+ full frames: 2.5 GB at 4K. Decoding the file
+again, in step with the batches that reach the stage after it, costs one more decode per frame and lets the chain
+drop the pictures after the landmarks (the contract plans it: see `Chain._plan_drops`). A decode of the same file
+with the same decoder gives the same pixels.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ class RedecodeStage(Stage):
     name = "redecode"
     writes = (FRAMES,)
 
-    def __init__(self, open_reader: Callable[[], Iterable[FrameBatch]]):
+    def __init__(self, open_reader: Callable[[], Iterable[FrameBatch]], name: str = "redecode"):
         self.open_reader = open_reader
+        self.name = name  # the chain decodes twice more: for the crops ("redecode-crop") and for the paste
         self.batches: Iterator[FrameBatch] | None = None
         self.pending: FrameBatch | None = None  # decoded frames not yet matched (batches may be split downstream)
 
