@@ -114,11 +114,12 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     ]
     if redecode is not None:
         stages.append(RedecodeStage(redecode))
-    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode))
+    # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
+    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None))
     if parts.demo and options.demo_label:
         from .render.label import DemoLabelStage
 
-        stages.append(DemoLabelStage())
+        stages.append(DemoLabelStage(in_place=True))  # the paste's output is always a picture of its own
     sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
     chain = Chain(stages, sink_reads=sink_reads)
     if redecode is not None:

@@ -30,9 +30,9 @@ def label_box(height: int, width: int, text: str = DEMO_LABEL) -> tuple[int, int
     return 0, height - th - baseline - 2 * pad, min(width, tw + 2 * pad), height, scale, thickness
 
 
-def draw_label(frame: np.ndarray, text: str = DEMO_LABEL) -> np.ndarray:
-    """`frame` with the caption in white on black in its bottom-left corner (a copy)."""
-    out = np.array(frame)
+def draw_label(frame: np.ndarray, text: str = DEMO_LABEL, in_place: bool = False) -> np.ndarray:
+    """`frame` with the caption in white on black in its bottom-left corner (a copy, or `frame` itself)."""
+    out = frame if in_place else np.array(frame)
     h, w = out.shape[:2]
     x0, y0, x1, y1, scale, thickness = label_box(h, w, text)
     out[y0:y1, x0:x1] = 0
@@ -49,8 +49,13 @@ class DemoLabelStage(Stage):
     reads = ("frames",)
     writes = (FRAMES,)
 
-    def __init__(self, text: str = DEMO_LABEL):
+    def __init__(self, text: str = DEMO_LABEL, in_place: bool = False):
         self.text = text
+        self.in_place = in_place  # into the batch's own pictures (the chain's, after paste: nobody else holds them)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
+        if self.in_place:
+            for frame in batch.frames:
+                draw_label(frame, self.text, in_place=True)
+            return batch.replace()
         return batch.replace(frames=np.stack([draw_label(f, self.text) for f in batch.frames]))

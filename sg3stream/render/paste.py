@@ -61,9 +61,11 @@ def match_colour(render: np.ndarray, frame: np.ndarray, weight: np.ndarray) -> n
 
 
 def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,
-          expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04) -> np.ndarray:
-    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8; pixels outside the face mask (around the
-    outline [K,2]: the face's landmarks or their hull) are untouched."""
+          expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8 (into `out` when given, which may be
+    `frame` itself: no copy of the picture); pixels outside the face mask (around the outline [K,2]: the face's
+    landmarks or their hull) are untouched."""
     height, width = frame.shape[:2]
     affine = render_to_frame(crop_quad, res, expansion)
     rh, rw = render.shape[:2]
@@ -71,7 +73,9 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
     x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, (width, height))
     if x1 <= x0 or y1 <= y0:
-        return frame
+        if out is not None and out is not frame:
+            out[...] = frame
+        return frame if out is None else out
     shifted = affine.copy()
     shifted[:, 2] -= (x0, y0)
     size = (int(x1 - x0), int(y1 - y0))
@@ -87,6 +91,9 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     if colour_match:
         out_roi = match_colour(out_roi, roi, alpha)
     blended = roi + (out_roi - roi) * alpha[..., None]
-    out = frame.copy()
+    if out is None:
+        out = frame.copy()
+    elif out is not frame:
+        out[...] = frame
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
