@@ -97,24 +97,31 @@ class FrameReader:
             decoder = "pyav"
         frames = self._iter_pyav() if decoder == "pyav" else self._iter_decord()
         wanted = None if self.stop is None else self.stop - self.start
-        chunk: list[tuple[np.ndarray, int]] = []
+        # Each picture is copied into its batch as it is decoded, so a batch never exists twice (as a list of
+        # pictures and stacked): 200 MB less at 4K, for each of the run's decoders.
+        batch: np.ndarray | None = None
+        chunk_pts: list[int] = []
         first_shape = None
         for image, pts in frames:
             # Checked frame by frame, so the error names the same frame wherever the batches start.
             first_shape = first_shape or image.shape
             if image.shape != first_shape:
-                number = self.start + self.frames_read + len(chunk)
+                number = self.start + self.frames_read + len(chunk_pts)
                 raise UserError(f"frame {number} is {image.shape[1]}x{image.shape[0]}, frame {self.start} was "
                                 f"{first_shape[1]}x{first_shape[0]}: sg3stream needs one frame size per clip "
                                 "(cut the clip where the size changes, or scale it to one size first)")
-            chunk.append((image, pts))
-            if len(chunk) == self.batch_size or self.frames_read + len(chunk) == wanted:
-                yield self._batch(chunk)
-                chunk = []
+            if batch is None:
+                batch = np.empty((self.batch_size,) + image.shape, image.dtype)
+            batch[len(chunk_pts)] = image
+            chunk_pts.append(pts)
+            del image
+            if len(chunk_pts) == self.batch_size or self.frames_read + len(chunk_pts) == wanted:
+                yield self._batch(batch, chunk_pts)
+                batch, chunk_pts = None, []
             if self.frames_read == wanted:
                 break
-        if chunk:
-            yield self._batch(chunk)
+        if chunk_pts:
+            yield self._batch(batch, chunk_pts)
         if self.frames_read == 0:
             raise UserError(f"no frames could be decoded from {self.path}")
         if self.complete:
@@ -141,17 +148,19 @@ class FrameReader:
             self.complete = False
             log.warning("%s: %s (truncated file?)", self.path, missing)
 
-    def _batch(self, chunk: list[tuple[np.ndarray, int]]) -> FrameBatch:
+    def _batch(self, frames: np.ndarray, pts: list[int]) -> FrameBatch:
+        """The first len(pts) pictures of `frames` (a short last batch is copied out of its buffer)."""
+        count = len(pts)
         start = self.frames_read
-        self.frames_read += len(chunk)
+        self.frames_read += count
         if start == 0:
-            self.first_pts = chunk[0][1]
-        self.last_pts = chunk[-1][1]
+            self.first_pts = pts[0]
+        self.last_pts = pts[-1]
         first = self.start + start
         return FrameBatch(
-            frames=np.stack([c[0] for c in chunk]),
-            index=np.arange(first, first + len(chunk), dtype=np.int64),
-            pts=np.array([c[1] for c in chunk], dtype=np.int64),
+            frames=frames if count == len(frames) else frames[:count].copy(),
+            index=np.arange(first, first + count, dtype=np.int64),
+            pts=np.array(pts, dtype=np.int64),
             time_base=self.info.time_base,
         )
 
