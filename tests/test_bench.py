@@ -103,3 +103,12 @@ def test_peak_memory_does_not_grow_with_the_clip_length():
     slack_mib = 32
     assert long["peak_rss_mib"] <= 1.15 * short["peak_rss_mib"] + slack_mib, (short, long)
     assert 0 < long["workers_peak_rss_mib"] <= 1.15 * short["workers_peak_rss_mib"] + slack_mib, (short, long)
+
+
+def test_the_eval_bench_times_eval_against_the_run_on_the_same_clip():
+    from sg3stream.bench.eval_speed import bench_eval_speed
+
+    report = bench_eval_speed(frames=8, width=320, height=240)
+    assert report["clip"] == "320x240, 8 frames at 30 fps"
+    assert report["run_s"] > 0 and report["eval_s"] > 0 and report["eval_from_artifacts_without_identity_s"] > 0
+    assert report["eval_over_run"] == report["eval_s"] / report["run_s"]

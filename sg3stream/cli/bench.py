@@ -11,10 +11,10 @@ from rich.table import Table
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
-SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory", "fidelity")
-# The speed benches; fidelity (what the pipeline itself loses, bench/fidelity.py: 15 runs and their scoring) is
-# asked for by name.
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "fidelity")
+SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory", "fidelity", "eval")
+# The speed benches; fidelity (what the pipeline itself loses, bench/fidelity.py: 15 runs and their scoring) and
+# eval (`eval` against `run` on a 720p clip, bench/eval_speed.py) are asked for by name.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("fidelity", "eval"))
 
 
 def _device() -> str:
@@ -70,6 +70,10 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
         from sg3stream.bench.fidelity import bench_fidelity
 
         report["fidelity"] = bench_fidelity(frames=frames)
+    if "eval" in sections:
+        from sg3stream.bench.eval_speed import bench_eval_speed
+
+        report["eval"] = bench_eval_speed(frames=frames)
     return report
 
 
@@ -142,6 +146,12 @@ def print_report(report: dict, console: Console) -> None:
             console.print(f"note: {report['run']['note']}", highlight=False)
     if report.get("memory"):
         _print_memory(report["memory"], console)
+    if report.get("eval"):
+        e = report["eval"]
+        console.print(f"\n[bold]eval against run, {e['clip']}:[/] run {e['run_s']:.1f} s; eval {e['eval_s']:.1f} s "
+                      f"({e['eval_over_run']:.2f}x the run, identity: {e['eval_identity']}); eval --artifacts without "
+                      f"identity {e['eval_from_artifacts_without_identity_s']:.1f} s "
+                      f"({e['eval_from_artifacts_over_run']:.2f}x)", highlight=False)
     for name in ("synthesis", "align", "inversion", "pti", "fidelity"):
         rows = report.get(name)
         if not rows:
