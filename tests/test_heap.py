@@ -52,3 +52,21 @@ def test_the_runner_releases_free_heap_while_it_runs(monkeypatch):
     Pipeline(batches(6), [AddOne()], sink=lambda b: seen.append(int(b.frames[0, 0, 0, 0])), queue_size=1).run()
     assert seen == [1, 2, 3, 4, 5, 6]
     assert calls, "the runner never released the free heap"
+
+
+def test_the_command_line_limits_the_heaps_before_anything_runs(monkeypatch):
+    import sg3stream.cli as cli
+    from sg3stream.pipeline import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "limit_heaps", lambda count=heap.COMMAND_HEAPS: calls.append(count) or True)
+    monkeypatch.setattr(cli, "app", lambda: calls.append("app"))
+    cli.main()
+    assert calls == [2, "app"]
+
+
+@linux_glibc
+def test_limit_heaps_is_accepted_by_the_allocator():
+    from sg3stream.pipeline.heap import limit_heaps
+
+    assert limit_heaps(8)  # glibc's own default for 1 core: harmless in the test process

@@ -4,4 +4,7 @@ from .app import app
 
 
 def main() -> None:
+    from ..pipeline.heap import limit_heaps
+
+    limit_heaps()  # before any stage thread makes a heap of its own (sg3stream/pipeline/heap.py)
     app()
