@@ -159,8 +159,8 @@ def frame_budget(options, chain: Chain) -> int:
 
 def describe_chain(purpose: str = "run") -> dict:
     """The default options' chain for `purpose`, as `sg3stream chain` shows it: for a run on a file, with the
-    picture decoded again for the paste and the demo caption (frames handed to the Python API ride to the paste
-    instead, without the `redecode` row)."""
+    picture decoded again for the crops and for the paste, and the demo caption (frames handed to the Python API
+    ride instead: alignment cuts the crops, and the `redecode-crop`, `crop` and `redecode` rows are left out)."""
     from .job import RunOptions
 
     if purpose not in ("run", "pti", "segment"):
