@@ -1,10 +1,11 @@
 """The chain of stages, built in one place for `sg3stream run`, for PTI's first pass and for the farm's segments.
 
-    run, segment:  decode -> landmarks -> align [-> redecode-crop -> crop] -> invert -> smooth -> edit -> render
-                   [-> redecode] -> paste [-> label] -> encode
+    run, segment:  decode -> shots -> landmarks -> track -> align [-> redecode-crop -> crop] -> invert -> smooth
+                   -> edit -> render [-> redecode] -> paste [-> label] -> encode
                    (in brackets: where the input is a file, decoded again for the crops and for the paste, so
                    that no picture waits in the alignment or smoothing window; otherwise align cuts the crops)
-    pti:           decode -> landmarks -> align -> invert -> smooth -> collect   (the same chain, cut after smooth)
+    pti:           decode -> shots -> landmarks -> track -> align -> invert -> smooth -> collect
+                   (the same chain, cut after smooth)
     plan:          the run's chain, never run: the farm asks it for its context before any model loads
     api:           the run's chain for `sg3stream.Editor.edit`: the frames and their faces' results go to the caller,
                    and a clip without a face is not an error
@@ -13,6 +14,10 @@
 it, and each key is dropped after its last reader. What the stages need besides the options (the models, the
 resolved edits, the generator's resolution) is chosen once by the caller and handed in as `ChainParts`; no stage
 is looked up or changed after the chain is built.
+
+Faces (`--faces`): the landmarks find up to that many faces per frame, one slot each on the face axis; the
+tracker keeps each face in its slot, and a cut (shots) ends every track, so that no bridging, smoothing or mean
+mixes two faces or two shots.
 """
 from __future__ import annotations
 
@@ -70,7 +75,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if options.passthrough:
         return Chain([])
     from .align import AlignStage, LandmarkStage
-    from .align.stages import CropStage
+    from .align.stages import CropStage, TrackStage
     from .edit.smoothing import SmoothStage
     from .edit.stage import EditStage
     from .invert.stage import InvertStage
@@ -78,7 +83,9 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     from .render.expand import Expansion
     from .render.oracle import OracleRenderStage
     from .render.stages import PasteStage, RenderStage
+    from .options import face_slots
     from .video.redecode import RedecodeStage
+    from .video.shots import ShotStage
 
     batch = model_batch(options)
     oracle = is_oracle_renderer(parts.renderer)  # --generator oracle: renders the aligned faces at its resolution
@@ -87,13 +94,16 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     # PTI's target (the run renders its own); the oracle renders the aligned faces at its resolution.
     crops = dict(size=256, crop_size=parts.resolution if purpose == "pti" else None, with_crop=purpose == "pti",
                  gen_size=parts.resolution if oracle else None)
+    max_gap = 12  # AlignStage's default: a gap the alignment bridges is one track
     stages: list[Stage] = [
-        LandmarkStage(workers=options.landmark_workers),
+        ShotStage(),  # first: it reads the pictures, which the landmarks drop when they are decoded again
+        LandmarkStage(workers=options.landmark_workers, max_faces=face_slots(options.faces)),
+        TrackStage(max_gap=max_gap),
         # With a second decoder the alignment window holds quads, not pictures: the faces are cut from the picture
         # decoded again once their quads are known.
         AlignStage(crop=options.crop, align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
                    require_face=purpose == "run",  # a farm segment may hold no face: the job checks the clip
-                   warp=redecode is None, **crops),
+                   warp=redecode is None, max_gap=max_gap, tracks=True, **crops),
     ]
     if redecode is not None:
         stages += [RedecodeStage(redecode, name="redecode-crop"), CropStage(**crops)]
@@ -101,7 +111,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         InvertStage(parts.inverter, n_iters=options.n_iters, max_batch=batch,
                     artifacts=artifacts if purpose == "run" else None),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
-                    artifacts=artifacts if purpose == "run" else None),
+                    artifacts=artifacts if purpose == "run" else None, tracks=True),
     ]
     if purpose == "pti":
         return Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect")

@@ -32,6 +32,21 @@ OUTPUT_MODES = ("full", "crop", "side-by-side")
 CROPS = ("smooth", "fixed")
 REDECODE = ("auto", "on", "off")
 
+MAX_FACES = 4  # --faces all: face slots per frame (each costs an inversion and a render per frame)
+
+
+def face_slots(faces: str) -> int:
+    """--faces -> face slots per frame (F of the per-face keys): all, largest (1) or a positive number."""
+    value = str(faces).strip().lower()
+    if value == "all":
+        return MAX_FACES
+    if value == "largest":
+        return 1
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise UserError(f"--faces must be all, largest or a number of faces from 1 (got {faces!r})")
+
+
 # What the models are built from: fixed for an `Editor`'s life (its models are loaded once), per run otherwise.
 MODEL_OPTIONS = ("encoder", "generator", "device", "engine", "compile")
 
@@ -70,6 +85,8 @@ class RunOptions:
     crop: str = option("smooth", "Crop of the frame: smooth (follows the head) or fixed (first frame's).",
                        choices=CROPS)
     align_smoothing: float = option(1.0, "Gaussian sigma (frames) smoothing the aligned quads; 0 = off.", low=0)
+    faces: str = option("all", f"Faces edited per frame: all (at most {MAX_FACES}), largest (one face) or a number "
+                        "N (at most N).")
     landmark_workers: int | None = option(None, "Landmark processes (default: half the cores, at most 4).", low=1)
     smooth_sigma: float = option(0.0, "Extra Gaussian smoothing (frames) of codes and transforms.", low=0)
     fine_layers: int = option(9, "W+ index from which layers are replaced by their running clip mean.", low=1)

@@ -24,8 +24,9 @@ def test_bench_of_the_main_job_covers_every_stage():
     for mode in ("streaming", "reference"):
         run = report["run"][mode]
         assert run["frames"] == 8 and run["end_to_end_fps"] > 0 and run["mode"] == mode
-        assert [s["name"] for s in run["stages"]] == ["decode", "landmarks", "align", "redecode-crop", "crop", "invert",
-                                                      "smooth", "edit", "render", "redecode", "paste", "encode"]
+        assert [s["name"] for s in run["stages"]] == ["decode", "shots", "landmarks", "track", "align", "redecode-crop",
+                                                      "crop", "invert", "smooth", "edit", "render", "redecode",
+                                                      "paste", "encode"]
         assert run["gpu"]["available"] or run["gpu"]["reason"]  # GPU figures, or why there are none
         assert run["acceleration"] == {"hw_decoding": False, "codec": "libx264", "device": "cpu", "compiled": False,
                                        "ops": "torch", "engine": "torch"}  # what this CPU can run

@@ -27,12 +27,12 @@ def names(chain: Chain) -> list[str]:
 def test_one_builder_makes_every_chain_and_checks_it():
     parts = ChainParts(demo=True, resolution=1024)
     run = build_chain(options(), parts, redecode=lambda: iter(()))
-    assert names(run) == ["landmarks", "align", "redecode-crop", "crop", "invert", "smooth", "edit", "render",
+    assert names(run) == ["shots", "landmarks", "track", "align", "redecode-crop", "crop", "invert", "smooth", "edit", "render",
                           "redecode", "paste", "label"]
     assert names(build_chain(options(demo_label=False), parts)) == [
-        "landmarks", "align", "invert", "smooth", "edit", "render", "paste"]
+        "shots", "landmarks", "track", "align", "invert", "smooth", "edit", "render", "paste"]
     pti = build_chain(options(), parts, purpose="pti")
-    assert names(pti) == ["landmarks", "align", "invert", "smooth"] and pti.sink_name == "collect"
+    assert names(pti) == ["shots", "landmarks", "track", "align", "invert", "smooth"] and pti.sink_name == "collect"
     assert set(pti.sink_reads) == {"crop", "latents_smoothed", "transform_smoothed", "has_latents"}
     segment = build_chain(options(), ChainParts(), purpose="segment")
     assert "has_latents" in segment.sink_reads and "label" not in names(segment)
@@ -83,4 +83,4 @@ def test_the_readme_shows_the_chain_the_code_builds():
     assert start in text and end in text, "the README's architecture section lost its generated chain table"
     table = text[text.index(start) + len(start):text.index(end)]
     assert table == chain_markdown("run"), "run `sg3stream chain` and paste its table into the README"
-    assert describe_chain("run")["stages"][0]["stage"] == "landmarks"
+    assert describe_chain("run")["stages"][0]["stage"] == "shots"

@@ -28,14 +28,15 @@ from conftest import sg3stream_cmd  # noqa: E402
 
 # demo_label off: the caption would change the blank frames, which must come out as they went in
 OPTIONS = dict(n_iters=1, fine_window=4, batch_size=4, demo_label=False)
-CONTEXT = (18 + 12 + 1) + 4  # AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12, 1) + the fine window
+# ShotStage's window before a frame + AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12, 1) + the fine window
+CONTEXT = 3 + (18 + 12 + 1) + 4
 # The smallest long clip that still has two segments, each decoding context on both sides of the join and only
 # part of the clip: segment 1's decode starts after frame 0 (SEGMENT - CONTEXT, rounded down to a batch, > 0) and
-# segment 0's ends before the last frame (SEGMENT + CONTEXT rounded up to a batch: 76 < LONG_FRAMES); the last
+# segment 0's ends before the last frame (SEGMENT + CONTEXT rounded up to a batch: 88 < LONG_FRAMES); the last
 # segment is at least half a segment (else it is folded into the one before).
-SEGMENT = 40
-LONG_FRAMES = 80
-FACE = range(32, 48)  # the face is on screen around the join at frame 40; blank frames elsewhere keep it cheap
+SEGMENT = 48
+LONG_FRAMES = 96
+FACE = range(40, 56)  # the face is on screen around the join at frame 48; blank frames elsewhere keep it cheap
 SHORT_FRAMES = 8
 TIMEOUT_S = 400
 
@@ -135,7 +136,7 @@ def test_outputs_are_frame_exact_and_equal_to_a_single_process_run(farmed, name,
     single, single_pts = decode(folder / f"single_{name}")
     assert len(out) == len(single) == len(source) == count  # no frame lost or doubled
     assert out_pts == single_pts == source_pts  # the input's timestamps
-    # Equal to the single-process output up to float noise, at the join (frame 40) as everywhere else. Not always
+    # Equal to the single-process output up to float noise, at the join (frame 48) as everywhere else. Not always
     # bit-exact: the same clip and options run in two processes sometimes differ (float noise the demo model's
     # random weights amplify), with or without segments. Measured: 0 on some runs; up to 0.93 mean, 36 max per
     # frame on face frames on others, for the long (segmented) and the short (one segment) clip alike.

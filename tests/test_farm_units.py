@@ -64,7 +64,8 @@ def test_the_context_comes_from_the_chain_the_options_make():
         return chain_context(plan_chain(RunOptions(input="a", output="b", **options)))
 
     default = context()
-    assert default == (18 + 12 + 1) + 60  # AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12) + fine window
+    # ShotStage's window before a frame (3) + AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12) + fine window
+    assert default == 3 + (18 + 12 + 1) + 60
     assert context(fine_window=10) == default - 50
     assert context(align_smoothing=8) == default + 24 - 18
     assert context(passthrough=True) == 0

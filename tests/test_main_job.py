@@ -94,8 +94,9 @@ def test_artifacts_keep_every_frame(outputs):
     alignment = np.load(art / "alignment.npz")
     assert alignment["detected"].tolist() == [i not in BLANK for i in range(FRAMES)]
     run_json = json.loads((art / "run.json").read_text())
-    assert [s["name"] for s in run_json["stages"]] == ["decode", "landmarks", "align", "redecode-crop", "crop", "invert",
-                                                       "smooth", "edit", "render", "redecode", "paste", "encode"]
+    assert [s["name"] for s in run_json["stages"]] == ["decode", "shots", "landmarks", "track", "align", "redecode-crop",
+                                                       "crop", "invert", "smooth", "edit", "render", "redecode",
+                                                       "paste", "encode"]
     assert any("demo model" in w for w in run_json["warnings"])
 
 

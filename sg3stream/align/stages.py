@@ -1,16 +1,20 @@
 """The alignment stages of the pipeline: landmarks, then quads and transforms, then the crops.
 
 Every per-face key has a face axis right after the frame axis: [N, F, ...], F face slots (LandmarkStage's
-`max_faces`; 1 for now, and a later issue makes slot k one person across frames). Empty slots are NaN, False or
-black. Nothing here ever mixes two slots: bridging, smoothing and the fixed crop are per slot.
+`max_faces`, from --faces). Empty slots are NaN, False or black. TrackStage keeps each face track in one slot for
+its life; nothing here ever mixes two slots or two tracks: bridging, smoothing and the fixed crop are per track.
 
 LandmarkStage (executor "process"): mediapipe face mesh in tracking mode over each batch (a contiguous chunk of
 frames; the tracker restarts at every batch so batches are independent), with the full-range-detector fallback for
-small faces (into slot 0, when the mesh finds no face). Attaches:
+small faces (into slot 0, only when the mesh finds no face at all: with several slots, a small face beside one
+the mesh finds is missed). Attaches:
 
   landmarks        [N,F,478,2] float32  source-frame pixels (OpenCV convention, pixel centres at integers), NaN if none
   detected         [N,F] bool           landmarks were found for this face
   landmark_source  [N,F] uint8          0 none, 1 face mesh, 2 fallback (full-range detector + mesh on the crop)
+
+TrackStage (executor "thread"): links the detections into tracks (tracks.py), reorders the keys above so that a
+track keeps its slot, and attaches `track_id` [N,F] int32 (-1: empty); a cut (`shot_start`) ends every track.
 
 AlignStage (executor "thread"): needs the keys above. Bridges short gaps, smooths quads over a bounded window
 (holds batches back until it has seen `lookahead` frames past them; `flush()` releases the rest), computes the
@@ -58,6 +62,7 @@ from .artifacts import AlignmentWriter
 from .ffhq import axis_aligned, ffhq_params, params_to_quad, warp_quads
 from .landmarks import NUM_LANDMARKS, OUTLINE_POINTS, LandmarkDetector, face_outline
 from .track import bridge_gaps, smooth, window_radius
+from .tracks import Tracker, slot_order, take_slots
 from .transforms import generator_transforms
 
 
@@ -153,6 +158,53 @@ class LandmarkStage(Stage):
             self._detector = None
 
 
+class TrackStage(Stage):
+    """Links the faces of consecutive frames into tracks (sg3stream/align/tracks.py) and puts each track in one
+    slot for its whole life: the per-face keys of LandmarkStage come out reordered, with `track_id` beside them.
+
+    mediapipe lists a frame's faces in no stable order, so without this a slot could hold one face in a frame and
+    the other in the next, and the per-slot bridging and smoothing after it would mix them. A cut (`shot_start`,
+    from ShotStage) ends every track. The tracker is causal: no batch is held back.
+
+    max_gap: frames a track survives without a detection (AlignStage's bridging: a bridged gap is one track).
+    """
+
+    name = "track"
+    executor = "thread"
+    reads = ("landmarks", "detected", "landmark_source", "shot_start")
+    writes = (
+        Key("landmarks", (NUM_LANDMARKS, 2), "float32", doc="as LandmarkStage's, one track per slot"),
+        Key("detected", (), "bool", doc="as LandmarkStage's, one track per slot"),
+        Key("landmark_source", (), "uint8", doc="as LandmarkStage's, one track per slot"),
+        Key("track_id", (), "int32", doc="the face's track (new at every cut), -1: empty slot"),
+    )
+
+    def __init__(self, max_gap: int = 12):
+        self.max_gap = int(max_gap)
+        self.tracker: Tracker | None = None
+
+    def setup(self) -> None:
+        self.tracker = Tracker(max_gap=self.max_gap)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        if self.tracker is None:
+            self.setup()
+        landmarks = np.asarray(batch.data["landmarks"], dtype=np.float32)  # [N, F, 478, 2]
+        detected = np.asarray(batch.data["detected"], dtype=bool)
+        # only what LandmarkStage counts as detected is tracked
+        rows = np.where(detected[..., None, None], landmarks, np.nan)
+        index = np.asarray(batch.index, dtype=np.int64)
+        cuts = index[np.asarray(batch.data["shot_start"], dtype=bool)]
+        ids = self.tracker.push_chunk(rows, int(index[0]), cuts)
+        order, track_id = slot_order(ids, self.tracker.slot_of, landmarks.shape[1])
+        out = batch.replace()
+        out.data.update(landmarks=take_slots(landmarks, order, np.nan),
+                        detected=take_slots(detected, order, False),
+                        landmark_source=take_slots(np.asarray(batch.data["landmark_source"], np.uint8), order, 0),
+                        track_id=track_id.astype(np.int32))
+        return out
+
+
 class AlignStage(Stage):
     """FFHQ alignment, unaligned crop and generator transforms, with gap bridging and temporal smoothing.
 
@@ -174,6 +226,9 @@ class AlignStage(Stage):
     warp: warp the crops here (True), or leave them to a CropStage after it (False: no picture is read).
     gen_size: also warp the aligned quad at this side into `aligned_gen` (None: not written; the oracle generator
           renders these, at its resolution).
+    tracks: read `track_id` (TrackStage): bridging, smoothing and the fixed crop run per track, so that nothing
+          crosses a change of track within a slot (a cut, a slot taken over); bridged frames get their track's id.
+          False: each slot is one track.
     """
 
     name = "align"
@@ -183,7 +238,7 @@ class AlignStage(Stage):
                  crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
                  crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True,
                  crop_size: int | None = None, with_crop: bool = True, gen_size: int | None = None,
-                 warp: bool = True):
+                 warp: bool = True, tracks: bool = False):
         if crop not in ("fixed", "smooth"):
             raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
         # False: a stream without any face is not an error (a farm segment; the job checks the whole clip)
@@ -211,6 +266,7 @@ class AlignStage(Stage):
         self.enable_padding = enable_padding
         self.with_crop = with_crop
         self.gen_size = gen_size
+        self.tracks = tracks
         self._reset()
 
     # --- what it reads and writes ------------------------------------------------------------------------------
@@ -218,7 +274,8 @@ class AlignStage(Stage):
     def reads(self) -> tuple[str, ...]:
         # landmark_source only goes into alignment.npz
         return ((("frames",) if self.warp else ()) + ("landmarks", "detected")
-                + (("landmark_source",) if self.artifacts_dir is not None else ()))
+                + (("landmark_source",) if self.artifacts_dir is not None else ())
+                + (("track_id",) if self.tracks else ()))
 
     @property
     def writes(self) -> tuple[Key, ...]:
@@ -235,6 +292,8 @@ class AlignStage(Stage):
             Key("rotation_deg", (), "float32", doc="the transform's angle"),
             Key("translation", (2,), "float32", doc="the transform's translation, normalised crop units"),
             Key("scale", (), "float32", doc="the transform's scale"),
+            *((Key("track_id", (), "int32", doc="the face's track, bridged frames included; -1: none"),)
+              if self.tracks else ()),
         )
 
     @property
@@ -261,9 +320,11 @@ class AlignStage(Stage):
         # raw FFHQ params [T, F, 4] from stream position `_win_start` on (NaN: no face); None until the first batch
         # says how many face slots there are
         self._params: np.ndarray | None = None
+        self._tracks: np.ndarray | None = None  # [T, F] track id of each row of _params (-1: none)
         self._win_start = 0  # the released frames' history the next bridging and smoothing reach, then the held ones
         self._any_face = False
-        self._fixed_crop: np.ndarray | None = None  # [F, 4] with crop="fixed": each slot's first crop (NaN: none yet)
+        self._fixed_crop: np.ndarray | None = None  # [F, 4] with crop="fixed": each track's first crop (NaN: none yet)
+        self._fixed_track: np.ndarray | None = None  # [F] the track whose crop _fixed_crop holds
         self._writer: AlignmentWriter | None = None
 
     def setup(self) -> None:
@@ -284,10 +345,16 @@ class AlignStage(Stage):
             detected = detected & np.isfinite(params).all(axis=-1)
             params[~detected] = np.nan
             self._any_face |= bool(detected.any())
+        # without tracks, each slot is one track (0)
+        tracks = (np.asarray(batch.data["track_id"], dtype=np.int64) if self.tracks
+                  else np.zeros(detected.shape, np.int64))
         if self._params is None:
             self._params = np.zeros((0,) + params.shape[1:])
+            self._tracks = np.zeros((0,) + detected.shape[1:], np.int64)
             self._fixed_crop = np.full(params.shape[1:], np.nan)
+            self._fixed_track = np.full(detected.shape[1:], -1, np.int64)
         self._params = np.concatenate([self._params, params])
+        self._tracks = np.concatenate([self._tracks, tracks])
         self.window.push(batch)
         return one_batch(self._release(final=False))
 
@@ -323,20 +390,27 @@ class AlignStage(Stage):
             return []
 
         raw = self._params  # [T, F, 4]
-        bridged_params = np.empty_like(raw)
+        bridged_params = raw.copy()
         bridged = np.zeros(raw.shape[:2], bool)
-        aligned = np.empty_like(raw)
-        smooth_crop = np.empty_like(raw)
-        for k in range(raw.shape[1]):  # one slot at a time: two slots never mix
-            valid = np.isfinite(raw[:, k]).all(axis=1)
-            bridged_params[:, k], bridged[:, k] = bridge_gaps(raw[:, k], valid, self.max_gap)
-            # A gap that reaches the end of the window is not bridged unless the stream ended (bridge_gaps only
-            # fills gaps with a face on both sides, so an open gap at the end stays NaN).
-            has_quad_k = valid | bridged[:, k]
-            aligned[:, k] = smooth(bridged_params[:, k], has_quad_k, self.align_smoothing)
-            if self.crop == "smooth":
-                base = axis_aligned(bridged_params[:, k]) if self.crop_axis_aligned else bridged_params[:, k]
-                smooth_crop[:, k] = smooth(base, has_quad_k, self.crop_smoothing)
+        aligned = np.full_like(raw, np.nan)
+        smooth_crop = np.full_like(raw, np.nan)
+        track_id = self._tracks.copy()  # bridged frames get the id of the track that bridges them
+        for k in range(raw.shape[1]):  # one slot at a time, one track at a time: two faces never mix
+            for tid in np.unique(self._tracks[:, k][self._tracks[:, k] >= 0]):
+                mine = self._tracks[:, k] == tid
+                params = np.where(mine[:, None], raw[:, k], np.nan)
+                valid = np.isfinite(params).all(axis=1)
+                # A gap that reaches the end of the window is not bridged unless the stream ended (bridge_gaps only
+                # fills gaps with a face on both sides, so an open gap at the end stays NaN).
+                filled, across = bridge_gaps(params, valid, self.max_gap)
+                span = valid | across  # a track's frames in a slot are consecutive: its spans never overlap
+                bridged_params[span, k] = filled[span]
+                bridged[across, k] = True
+                track_id[across, k] = tid
+                aligned[span, k] = smooth(filled, span, self.align_smoothing)[span]
+                if self.crop == "smooth":
+                    base = axis_aligned(filled) if self.crop_axis_aligned else filled
+                    smooth_crop[span, k] = smooth(base, span, self.crop_smoothing)[span]
         has_quad = np.isfinite(raw).all(axis=-1) | bridged
         out = []
         for batch in ready:
@@ -345,24 +419,26 @@ class AlignStage(Stage):
             if self.crop == "smooth":
                 crop = smooth_crop[sl]
             else:
-                for k in range(raw.shape[1]):
-                    first = np.flatnonzero(has_quad[sl, k])
-                    if not np.isfinite(self._fixed_crop[k]).all() and len(first):
-                        p = aligned[sl][first[0], k]
+                crop = np.full_like(aligned[sl], np.nan)
+                for i, k in zip(*np.nonzero(has_quad[sl])):  # each track keeps the crop of its first frame
+                    if self._fixed_track[k] != track_id[sl][i, k] or not np.isfinite(self._fixed_crop[k]).all():
+                        p = aligned[sl][i, k]
                         self._fixed_crop[k] = axis_aligned(p) if self.crop_axis_aligned else p
-                crop = np.repeat(self._fixed_crop[None], len(batch), axis=0)
-                crop[~has_quad[sl]] = np.nan
-            out.append(self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl]))
+                        self._fixed_track[k] = track_id[sl][i, k]
+                    crop[i, k] = self._fixed_crop[k]
+            out.append(self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl],
+                                     track_id[sl] if self.tracks else None))
             position += len(batch)
 
         # Keep the history the next frames' bridging and smoothing can reach: radius + max_gap + 1 frames.
         keep_from = max(self._win_start, position - self.lookahead)
         self._params = self._params[keep_from - self._win_start:]
+        self._tracks = self._tracks[keep_from - self._win_start:]
         self._win_start = keep_from
         return out
 
     def _outputs(self, batch: FrameBatch, aligned_params: np.ndarray, crop_params: np.ndarray,
-                 has_quad: np.ndarray, bridged: np.ndarray) -> FrameBatch:
+                 has_quad: np.ndarray, bridged: np.ndarray, track_id: np.ndarray | None) -> FrameBatch:
         aligned_quad = params_to_quad(aligned_params).astype(np.float32)  # [n, F, 4, 2]
         crop_quad = params_to_quad(crop_params).astype(np.float32)
         aligned_quad[~has_quad] = np.nan
@@ -379,6 +455,8 @@ class AlignStage(Stage):
             face_outline=face_outline(data["landmarks"]),
             **tf,
         )
+        if track_id is not None:
+            data["track_id"] = track_id.astype(np.int32)
         if self.warp:
             data.update(warp_crops(batch.frames, aligned_quad, crop_quad, has_quad, self.size, self.crop_size,
                                    self.with_crop, self.gen_size, self.enable_padding))

@@ -65,6 +65,20 @@ def smooth_valid(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, cent
     return out
 
 
+def track_runs(track: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Track ids [T, F] and where a face is [T, F] -> run numbers [T, F]: a new run starts in a slot at each frame
+    with a face whose track differs from that of the slot's previous frame with a face; a frame without a face
+    belongs to the run before it (it adds nothing to any sum)."""
+    runs = np.zeros(track.shape, np.int64)
+    for f in range(track.shape[1]):
+        seen = track[valid[:, f], f]
+        changes = np.zeros(len(track), np.int64)
+        at = np.flatnonzero(valid[:, f])[1:][seen[1:] != seen[:-1]]
+        changes[at] = 1
+        runs[:, f] = np.cumsum(changes)
+    return runs
+
+
 class SmoothStage(Stage):
     """Smooths `latents` [N,F,num_ws,w_dim] and the transform parameters of the faces that have them, each face
     slot over time on its own (two slots never mix).
@@ -73,30 +87,39 @@ class SmoothStage(Stage):
     scale [N,F]. The face slots are the axes of `has_latents` after the frame axis.
     Attaches: latents_smoothed [N,F,num_ws,w_dim] float32, transform_smoothed [N,F,3,3] float32 (NaN where no face).
     Holds batches until `context` = max(radius, fine_window) frames past them have arrived (bounded memory).
+    tracks: also read `track_id` [N,F] (TrackStage, via AlignStage): the kernel and the fine-layer means of a face
+    only reach the frames of its own track, so they restart where a slot's track changes (a cut, a new face in a
+    slot). False: each slot is one track.
     """
 
     name = "smooth"
-    reads = ("latents", "has_latents", "rotation_deg", "translation", "scale")
     writes = (Key("latents_smoothed", ("num_ws", "w_dim"), "float32", doc="codes smoothed over time; NaN where none"),
               Key("transform_smoothed", (3, 3), "float32", doc="transforms smoothed as angle, translation, scale"))
 
-    def __init__(self, sigma: float = 0.0, fine_from: int = 9, fine_window: int = 60, artifacts=None):
+    def __init__(self, sigma: float = 0.0, fine_from: int = 9, fine_window: int = 60, artifacts=None,
+                 tracks: bool = False):
         self.kernel = temporal_kernel(sigma)
         self.radius = len(self.kernel) // 2
         self.context = max(self.radius, max(0, fine_window))  # frames needed on either side of a frame
         self.fine_from = fine_from
         self.fine_window = max(0, fine_window)
         self.artifacts = artifacts
+        self.tracks = tracks
         self.window = Window(after=self.context)  # the batches held back
         # Per-frame rows from stream position `base` on (the left context plus everything not yet emitted), each
         # with the face slot axis first: latents [F,num_ws,w_dim], valid [F], angle [F], translation [F,2], scale [F],
         # and the running sums of the fine layers of the faces so far, fine_sum [F,...] and fine_count [F].
         self.base = 0
-        self.rows: dict[str, list] = {k: [] for k in ("latents", "valid", "angle", "translation", "scale",
+        self.rows: dict[str, list] = {k: [] for k in ("latents", "valid", "track", "angle", "translation", "scale",
                                                         "fine_sum", "fine_count")}
         self.fine_sum = None
         self.fine_count = None
         self.writer = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("latents", "has_latents", "rotation_deg", "translation", "scale") + (("track_id",) if self.tracks
+                                                                                      else ())
 
     @property
     def context_before(self) -> int:
@@ -130,6 +153,8 @@ class SmoothStage(Stage):
         angle = np.asarray(batch.data["rotation_deg"], dtype=np.float64).reshape(n, faces)
         translation = np.asarray(batch.data["translation"], dtype=np.float64).reshape(n, faces, 2)
         scale = np.asarray(batch.data["scale"], dtype=np.float64).reshape(n, faces)
+        track = (np.asarray(batch.data["track_id"], dtype=np.int64).reshape(n, faces) if self.tracks
+                 else np.zeros((n, faces), np.int64))
         if self.fine_sum is None:
             self.fine_sum = np.zeros(latents[0, :, self.fine_from:].shape, dtype=np.float64)
             self.fine_count = np.zeros(faces, dtype=np.int64)
@@ -139,6 +164,7 @@ class SmoothStage(Stage):
             self.fine_count = self.fine_count + valid[i]
             self.rows["latents"].append(latents[i])
             self.rows["valid"].append(valid[i])
+            self.rows["track"].append(track[i])
             self.rows["angle"].append(angle[i])
             self.rows["translation"].append(translation[i])
             self.rows["scale"].append(scale[i])
@@ -166,20 +192,30 @@ class SmoothStage(Stage):
         faces = valid.shape[1]
         smoothed = np.full((len(batch),) + latents.shape[1:], np.nan)
         transforms = np.full((len(batch), faces, 3, 3), np.nan)
-        for f in range(faces):  # each slot over time on its own
-            smoothed[:, f] = smooth_valid(latents[:, f], valid[:, f], self.kernel, centers)
-            # fine layers: mean over the frames with a face in c-W .. c+W, from the running (prefix) sums
+        runs = track_runs(np.stack(self.rows["track"]), valid)  # [T, F]
+        for f in range(faces):  # each slot over time on its own, each track in it on its own
+            for run in np.unique(runs[centers, f]):
+                own = valid[:, f] & (runs[:, f] == run)
+                mine = runs[centers, f] == run
+                smoothed[mine, f] = smooth_valid(latents[:, f], own, self.kernel, centers[mine])
+            # fine layers: mean over the frames with a face in c-W .. c+W (and in its track's run), from the running
+            # (prefix) sums
             for k, c in enumerate(centers):
                 if not valid[c, f]:
                     continue
-                hi = min(c + self.fine_window, len(valid) - 1)
-                lo = c - self.fine_window - 1  # the prefix sum just before the window; < 0 only while nothing dropped
+                rows = np.flatnonzero(runs[:, f] == runs[c, f])  # the run's rows: consecutive
+                hi = min(c + self.fine_window, rows[-1])
+                # the prefix sum just before the window; < 0 only while nothing dropped
+                lo = c - self.fine_window - 1 if rows[0] <= c - self.fine_window else rows[0] - 1
                 total = self.rows["fine_sum"][hi][f] - (self.rows["fine_sum"][lo][f] if lo >= 0 else 0.0)
                 count = self.rows["fine_count"][hi][f] - (self.rows["fine_count"][lo][f] if lo >= 0 else 0)
                 smoothed[k, f, self.fine_from:] = total / count
             angles = np.degrees(np.unwrap(np.radians(np.nan_to_num(angle[:, f]))))
             params = np.concatenate([angles[:, None], translation[:, f], scale[:, f, None]], axis=1)
-            p = smooth_valid(params, valid[:, f], self.kernel, centers)
+            p = np.full((len(centers), 4), np.nan)
+            for run in np.unique(runs[centers, f]):
+                mine = runs[centers, f] == run
+                p[mine] = smooth_valid(params, valid[:, f] & (runs[:, f] == run), self.kernel, centers[mine])
             transforms[:, f] = transform_from_params(p[:, 0], p[:, 1:3], p[:, 3])
         slots = np.shape(batch.data["has_latents"])  # the face axes as they came in
         out = batch.replace()

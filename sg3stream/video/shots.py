@@ -9,6 +9,8 @@ BGR, a minimum shot length, and merging the cuts of the two detectors.
     ...
     cuts += detector.finish()                            # cuts: indices of the first frame of each new shot
 
+In the chain, `ShotStage` (below, right after decode) writes this as `shot_start` [N] bool per frame.
+
 What is found:
 * Hard cuts, by `AdaptiveDetector` (default) or `ContentDetector` (`method="content"`). Both score the mean HSV
   difference between consecutive frames; the adaptive one compares each frame's score with the mean score of the
@@ -38,6 +40,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from ..pipeline.batch import FrameBatch
+from ..pipeline.contract import Key
+from ..pipeline.stage import Stage
+from ..pipeline.window import Window, one_batch
 
 METHODS = ("adaptive", "content")
 
@@ -178,3 +185,59 @@ def _timecode(index: int, fps: float):
 
 def _frame_indices(found) -> list[int]:
     return [int(getattr(c, "frame_num", c)) for c in found]
+
+
+class ShotStage(Stage):
+    """The chain's shot boundaries: `shot_start` [N] bool, True where a new shot starts at this frame (a cut right
+    before it). A batch is held until `lag_frames` frames past it have been seen, so its answer is final when it
+    leaves: the stages after it (tracks, alignment, smoothing) never learn of a cut too late.
+
+    fps: only sets the default minimum shot length (the chain does not know the clip's rate: 25, 0.5 s = 12
+    frames). The other arguments go to `ShotDetector`.
+    """
+
+    name = "shots"
+    executor = "thread"
+    reads = ("frames",)
+    writes = (Key("shot_start", (), "bool", per_face=False, doc="a cut right before this frame: a new shot starts"),)
+
+    def __init__(self, fps: float = 25.0, *, method: str = "adaptive", window: int = DEFAULT_WINDOW, **detector):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.detector_args = dict(fps=fps, method=method, window=window, **detector)
+        self.lag_frames = window if method == "adaptive" else 0  # ShotDetector.lag_frames, without building it
+        self._reset()
+
+    @property
+    def context_before(self) -> int:
+        return self.lag_frames + 1  # a frame's score compares it with the one before, then with `window` scores
+
+    @property
+    def context_after(self) -> int:
+        return self.lag_frames
+
+    def _reset(self) -> None:
+        self.detector: ShotDetector | None = None  # built in setup(): scenedetect is imported where it runs
+        self.window = Window(after=self.lag_frames)
+        self.cuts: set[int] = set()
+
+    def setup(self) -> None:
+        self._reset()
+        self.detector = ShotDetector(**self.detector_args)
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch | None:
+        if self.detector is None:
+            self.setup()
+        self.cuts.update(self.detector.push(batch.frames, int(batch.index[0])))
+        self.window.push(batch)
+        return one_batch([self._marked(b) for b in self.window.take()])
+
+    def flush(self) -> list[FrameBatch]:
+        if self.detector is not None:
+            self.cuts.update(self.detector.finish())
+        return [self._marked(b) for b in self.window.take(final=True)]
+
+    def _marked(self, batch: FrameBatch) -> FrameBatch:
+        out = batch.replace()
+        out.data["shot_start"] = np.isin(np.asarray(batch.index, dtype=np.int64), list(self.cuts))
+        return out
