@@ -1,14 +1,15 @@
 """`sg3stream farm` end to end on a local Ray instance, on the CPU, with the demo model.
 
 One farm run (the costly part, shared by the tests below) of a job file of two clips: a long one split into two
-segments whose join falls in the middle of the face's appearance, and a short one in one piece. The worker of
-segment 1 is killed once mid-segment (os._exit, through the worker's test hook) and must be retried. The outputs
-are compared with single-process `run_video` outputs of the same clips and options.
+segments, and a short one in one piece. In the long clip the face appears with a hard cut (blank frames, then the
+face) 8 frames before the nominal join: the join moves to that cut, and the segment after it decodes only the few
+frames the shot stage needs before it, not the chain's context. The worker of segment 1 is killed once mid-segment
+(os._exit, through the worker's test hook) and must be retried. The outputs are compared with single-process
+`run_video` outputs of the same clips and options.
 
-The clips are as small as that allows (see SEGMENT below), with the face on screen for 8 frames either side of the
-join: enough to show a seam, not to show a context a few frames short (the faces are inside both segments' decoded
-ranges). That the planned context is the chain's is checked on the manifest here, and that it is enough, bit for
-bit on the smoothed codes, in test_farm_units.py.
+The clips are as small as that allows (see SEGMENT below). A join away from any cut, with the chain's whole
+context on both sides, is checked bit for bit on the smoothed codes in test_farm_units.py, and so is the plan's
+context; here the manifest shows the context of the chain and the join at the cut.
 """
 import json
 import os
@@ -30,13 +31,16 @@ from conftest import sg3stream_cmd  # noqa: E402
 OPTIONS = dict(n_iters=1, fine_window=4, batch_size=4, demo_label=False)
 # ShotStage's window before a frame + AlignStage.lookahead (crop smoothing 6 -> 18, max gap 12, 1) + the fine window
 CONTEXT = 3 + (18 + 12 + 1) + 4
-# The smallest long clip that still has two segments, each decoding context on both sides of the join and only
-# part of the clip: segment 1's decode starts after frame 0 (SEGMENT - CONTEXT, rounded down to a batch, > 0) and
-# segment 0's ends before the last frame (SEGMENT + CONTEXT rounded up to a batch: 88 < LONG_FRAMES); the last
-# segment is at least half a segment (else it is folded into the one before).
+# A long clip of two segments (the last one is at least half a segment, else it is folded into the one before).
 SEGMENT = 48
 LONG_FRAMES = 96
-FACE = range(40, 56)  # the face is on screen around the join at frame 48; blank frames elsewhere keep it cheap
+# The face is on screen from frame 40 to 55; blank frames elsewhere keep it cheap. Its appearance and its
+# disappearance are cuts, both 8 frames from the nominal join at 48 (within a quarter segment, 12): it moves to the
+# earlier one, 40.
+FACE = range(40, 56)
+CUT = FACE.start
+# ShotStage's context around a cut (3 before, 2 after), out to batches of 4
+CUT_DECODE = (36, 44)
 SHORT_FRAMES = 8
 TIMEOUT_S = 400
 
@@ -115,17 +119,16 @@ def test_the_farm_run_succeeds_and_a_killed_worker_is_retried(farmed):
         "long.mp4", "long.mp4.manifest.json", "short.mp4", "short.mp4.manifest.json"]  # no temporary file left
 
 
-def test_segments_overlap_by_the_windows_of_the_stages(farmed):
+def test_the_join_moves_to_a_cut_and_decodes_only_the_shot_stages_context_there(farmed):
     folder, *_ = farmed
     manifest = json.loads((folder / "out" / "long.mp4.manifest.json").read_text())
-    context = manifest["context_frames"]
-    assert context == CONTEXT
+    assert manifest["context_frames"] == CONTEXT  # the chain's, used at joins away from a cut
+    assert manifest["cuts"] == [FACE.start, FACE.stop]
     (a, b) = manifest["segments"]
-    assert (a["start"], a["stop"], b["start"], b["stop"]) == (0, SEGMENT, SEGMENT, None)
-    assert a["decode_stop"] >= SEGMENT + context and b["decode_start"] <= SEGMENT - context
-    assert 0 < b["decode_start"] and a["decode_stop"] < LONG_FRAMES  # each segment decodes only part of the clip
-    assert a["decode_stop"] % OPTIONS["batch_size"] == b["decode_start"] % OPTIONS["batch_size"] == 0
-    assert [a["frames"], b["frames"]] == [SEGMENT, LONG_FRAMES - SEGMENT]
+    assert (a["start"], a["stop"], b["start"], b["stop"]) == (0, CUT, CUT, None)
+    assert (a["stop_at_cut"], b["start_at_cut"]) == (True, True)
+    assert (b["decode_start"], a["decode_stop"]) == CUT_DECODE  # the chain's context (38) would decode 0 and 80
+    assert [a["frames"], b["frames"]] == [CUT, LONG_FRAMES - CUT]
 
 
 @pytest.mark.parametrize("name,count", [("long.mp4", LONG_FRAMES), ("short.mp4", SHORT_FRAMES)])
@@ -136,7 +139,7 @@ def test_outputs_are_frame_exact_and_equal_to_a_single_process_run(farmed, name,
     single, single_pts = decode(folder / f"single_{name}")
     assert len(out) == len(single) == len(source) == count  # no frame lost or doubled
     assert out_pts == single_pts == source_pts  # the input's timestamps
-    # Equal to the single-process output up to float noise, at the join (frame 48) as everywhere else. Not always
+    # Equal to the single-process output up to float noise, at the join (frame 40) as everywhere else. Not always
     # bit-exact: the same clip and options run in two processes sometimes differ (float noise the demo model's
     # random weights amplify), with or without segments. Measured: 0 on some runs; up to 0.93 mean, 36 max per
     # frame on face frames on others, for the long (segmented) and the short (one segment) clip alike.

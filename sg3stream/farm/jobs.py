@@ -121,5 +121,19 @@ def parse_job(entry: dict, name: str, base: Path) -> FarmJob:
     if segment_frames is not None and options.crop == "fixed" and not options.passthrough:
         raise UserError(f"{name}: crop 'fixed' uses the clip's first face for every frame and cannot be split "
                         "into segments: remove segment_frames or use crop 'smooth'")
+    if segment_frames is not None:
+        check_no_track_options(options, name)
     return FarmJob(name=f"{name} ({Path(values['output']).name})", options=options, segment_frames=segment_frames)
+
+
+def check_no_track_options(options: RunOptions, name: str) -> None:
+    """Face track ids restart in every segment (each numbers the tracks it sees from 0), so an option that names a
+    track would pick different faces in different segments: refused for a segmented job."""
+    named = [f"edit '{e}'" for e in options.edits or () if "@" in str(e)]
+    # getattr: `track` and `pti_track` are newer fields of RunOptions
+    named += [f"{key}: {getattr(options, key)}" for key in ("track", "pti_track")
+              if getattr(options, key, None) is not None]
+    if named:
+        raise UserError(f"{name}: segment_frames cannot go with what names a face track ({', '.join(named)}): "
+                        "track numbers restart in every segment")
 

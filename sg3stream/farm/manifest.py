@@ -5,11 +5,13 @@
       "job_hash": "…",               # options, segment_frames, input size and mtime, sg3stream version
       "input": "/abs/in.mp4", "output": "/abs/out.mp4",
       "total_frames": 96, "context_frames": 40, "segment_frames": 48,
+      "cuts": [50],                  # the clip's cuts (segments.find_cuts); null: not looked for (one segment)
       "state": "pending" | "running" | "done" | "failed",
-      "segments": [{"number": 0, "start": 0, "stop": 48, "decode_start": 0, "decode_stop": 88,
+      "segments": [{"number": 0, "start": 0, "stop": 50, "decode_start": 0, "decode_stop": 52,
+                    "start_at_cut": false, "stop_at_cut": true,   # which ends are cuts (less context decoded)
                     "state": "pending" | "running" | "done" | "failed", "attempts": 1, "error": null,
                     "file": "seg-0000.mkv", "sha256": "…", "pts_file": "seg-0000.json", "pts_sha256": "…",
-                    "frames": 48, "found_face": true}],
+                    "frames": 50, "found_face": true}],
       "output_sha256": "…", "output_frames": 96, "error": null, "updated": 1764000000.0
     }
 
@@ -75,7 +77,8 @@ def save_manifest(path: Path, manifest: dict) -> None:
     os.replace(tmp, path)
 
 
-def new_manifest(job: FarmJob, hash_: str, total_frames: int, context: int, segments: list) -> dict:
+def new_manifest(job: FarmJob, hash_: str, total_frames: int, context: int, segments: list,
+                 cuts: list[int] | None = None) -> dict:
     return {
         "format": FORMAT,
         "job_hash": hash_,
@@ -84,6 +87,7 @@ def new_manifest(job: FarmJob, hash_: str, total_frames: int, context: int, segm
         "total_frames": total_frames,
         "context_frames": context,
         "segment_frames": job.segment_frames,
+        "cuts": None if cuts is None else [int(c) for c in cuts],
         "state": "pending",
         "segments": [{**s.to_dict(), "state": "pending", "attempts": 0, "error": None, "file": None,
                       "sha256": None, "pts_file": None, "pts_sha256": None, "frames": None, "found_face": None}

@@ -9,6 +9,7 @@ would fail the same way. A job whose segment failed is reported failed; the othe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -25,7 +26,7 @@ from ..video.decode import FrameReader, packet_pts
 from ..video.encode import check_codec, check_output_path, resolve_codec
 from .jobs import FarmJob
 from .manifest import (job_hash, load_manifest, new_manifest, output_is_done, save_manifest, segment_is_done)
-from .segments import Segment, plan_segments
+from .segments import Segment, find_cuts, plan_segments
 
 ADDRESS_HELP = "local (start Ray on this machine), auto (the running cluster) or ray://HOST:PORT"
 
@@ -125,9 +126,22 @@ def prepare_job(job: FarmJob) -> JobRun:
     total = len(packet_pts(options.input))
     if total == 0:
         raise UserError(f"{job.name}: no video frames in {options.input}")
-    context = chain_context(plan_chain(options))
+    chain = plan_chain(options)
+    context = chain_context(chain)
     segments = plan_segments(total, job.segment_frames, context, options.batch_size)
-    fresh = new_manifest(job, hash_, total, context, segments)
+    shots = next((s for s in chain.stages if s.name == "shots"), None)
+    cuts = None
+    if len(segments) > 1 and shots is not None:
+        # Boundaries moved to cuts need little context (segments.py). Finding the cuts costs one decode of the
+        # clip, so a resumed job takes them from its manifest.
+        same_job = manifest is not None and manifest["job_hash"] == hash_
+        cuts = manifest.get("cuts") if same_job else None
+        if cuts is None:
+            cuts = find_cuts(options.input, batch_size=options.batch_size, decoder=options.decoder,
+                             hwdec=options.hwdec, **shots.detector_args)
+        segments = plan_segments(total, job.segment_frames, context, options.batch_size, cuts,
+                                 (shots.context_before, shots.context_after))
+    fresh = new_manifest(job, hash_, total, context, segments, cuts)
     if manifest is not None and manifest["job_hash"] == hash_ and _same_plan(manifest, fresh):
         for old, new in zip(manifest["segments"], fresh["segments"]):
             new["attempts"] = old["attempts"]
@@ -162,10 +176,13 @@ class Farm:
                     self.events("job", f"{run.job.name}: already done, skipped", job=run.job.name, state="skipped")
                     continue
                 todo = [s for s in run.manifest["segments"] if s["state"] != "done"]
+                at_cuts = sum(s["start_at_cut"] for s in run.manifest["segments"])
+                joins = len(run.manifest["segments"]) - 1
                 self.events("job", f"{run.job.name}: {len(todo)} of {len(run.manifest['segments'])} segments to run "
-                            f"({run.manifest['total_frames']} frames, {run.manifest['context_frames']} of context)",
+                            f"({run.manifest['total_frames']} frames, {run.manifest['context_frames']} of context"
+                            + (f", {at_cuts} of {joins} joins at cuts)" if joins else ")"),
                             job=run.job.name, state="running", segments=len(run.manifest["segments"]),
-                            segments_todo=len(todo), frames=run.manifest["total_frames"])
+                            segments_todo=len(todo), frames=run.manifest["total_frames"], joins_at_cuts=at_cuts)
                 for entry in todo:
                     self._submit_segment(run, entry)
                 run.save()
@@ -180,7 +197,7 @@ class Farm:
     # --- segments -------------------------------------------------------------------------------------------
 
     def _submit_segment(self, run: JobRun, entry: dict) -> None:
-        segment = Segment(**{k: entry[k] for k in ("number", "start", "stop", "decode_start", "decode_stop")})
+        segment = Segment(**{f.name: entry[f.name] for f in dataclasses.fields(Segment)})
         entry.update(state="running", attempts=entry["attempts"] + 1, error=None)
         ref = self.segment_task.remote(run.job.options, segment, str(run.job.work_dir),
                                        run.manifest["total_frames"], run.manifest["context_frames"])

@@ -15,7 +15,7 @@ from .manifest import file_matches, job_hash, load_manifest
 def job_status(job: FarmJob) -> dict:
     manifest = load_manifest(job.manifest_path)
     status = {"job": job.name, "output": str(job.options.output), "state": "pending", "segments_done": 0,
-              "segments": None, "segments_failed": 0, "error": None}
+              "segments": None, "segments_failed": 0, "joins_at_cuts": None, "error": None}
     if manifest is None:
         return status
     if not Path(job.options.input).is_file() or manifest["job_hash"] != job_hash(job):
@@ -23,7 +23,8 @@ def job_status(job: FarmJob) -> dict:
         return status
     segments = manifest["segments"]
     status.update(segments=len(segments), segments_done=sum(s["state"] == "done" for s in segments),
-                  segments_failed=sum(s["state"] == "failed" for s in segments), error=manifest.get("error"))
+                  segments_failed=sum(s["state"] == "failed" for s in segments), error=manifest.get("error"),
+                  joins_at_cuts=sum(bool(s.get("start_at_cut")) for s in segments))  # segments.py: less context
     if manifest["state"] == "done" and file_matches(job.options.output, manifest["output_sha256"]):
         status["state"] = "done"
     elif manifest["state"] == "done":
