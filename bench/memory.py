@@ -1,5 +1,8 @@
 """Bench: peak memory of the main job against the clip's length. A streaming pipeline holds a bounded number of
 frames whatever the clip's length, so once a clip is longer than that bound its peak memory should stop growing.
+Beside them, a clip of the longest length with two faces in every frame: twice the faces to invert, render and
+paste, and the per-face keys twice as wide, but the same frames in flight, so its peak should stay near the one-face
+clip's.
 
 Each length runs in a fresh interpreter (`python -m sg3stream.bench.memory CLIP OUTPUT ...`): the peak resident
 set size (ru_maxrss) is a high-water mark of the whole process, so runs sharing a process would hide each other.
@@ -42,26 +45,34 @@ def _workers_peak_rss_mib() -> float:
 def bench_memory(lengths: tuple[int, ...] = (48, 192), width: int = 854, height: int = 480, batch_size: int = 8,
                  queue_size: int = 4, fine_window: int = 60, n_iters: int = 3, edit: str = "smile",
                  generator: str | None = None, device: str = "auto", timeout_s: float = 1800, crop: str = "smooth",
-                 align_smoothing: float = 1.0) -> list[dict]:
-    """One row per clip length, each from a fresh process running the main job:
-    clip, frames, seconds (the job), frames_in_flight_max (most frames decoded but not yet encoded, sampled every
-    0.25 s: the pipeline's bound, reached only by clips longer than it), before_run_mib (the process's peak after
-    the imports), peak_rss_mib (the job's process), workers_peak_rss_mib (the largest landmark worker process, read from /proc while it runs),
-    and peak_rss_ratio, workers_peak_rss_ratio: against the first length.
+                 align_smoothing: float = 1.0, two_faces: bool = True) -> list[dict]:
+    """One row per clip length (one face per frame), each from a fresh process running the main job:
+    clip, faces (per frame of the generated clip), frames, faces_inverted (the (frame, face) pairs the job inverted),
+    seconds (the job), frames_in_flight_max (most frames decoded but not yet encoded, sampled every 0.25 s: the
+    pipeline's bound, reached only by clips longer than it), before_run_mib (the process's peak after the imports),
+    peak_rss_mib (the job's process), workers_peak_rss_mib (the largest landmark worker process, read from /proc
+    while it runs), and peak_rss_ratio, workers_peak_rss_ratio: against the first length.
+
+    two_faces: then a row for a clip of the longest length with two faces per frame (`faces_frames`), right after
+    the one-face row of that length, with one_face_peak_rss_mib (that row's peak) and peak_rss_vs_one_face,
+    workers_peak_rss_vs_one_face (its peaks over that row's). Each face is 40% of min(width / 2, height) across
+    (faces_inverted says whether both were edited: at 160x120 they are too small, and pass through unchanged).
 
     batch_size, queue_size, fine_window (the smoothing's look-ahead), crop and align_smoothing (the alignment's
     look-ahead: crop "fixed" drops the crop smoothing's 18 frames) set how many frames are in flight: smaller values
     let shorter clips pass the bound.
     """
-    from sg3stream.synthetic import face_frames, write_clip  # here: the landmark workers re-import this module
+    from sg3stream.synthetic import face_frames, faces_frames, write_clip  # here: the landmark workers re-import this
 
     rows: list[dict] = []
+    clips = [(frames, 1) for frames in lengths] + ([(lengths[-1], 2)] if two_faces else [])
     with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
-        for frames in lengths:
+        for frames, faces in clips:
             # the clip is written here, so that the child's peak is the job's alone
-            clip = write_clip(Path(tmp) / f"face-{frames}.mp4", face_frames(frames, width, height), fps=30,
-                              options={"preset": "ultrafast"})
-            command = [sys.executable, "-m", "sg3stream.bench.memory", str(clip), str(Path(tmp) / f"out-{frames}.mp4"),
+            pictures = face_frames(frames, width, height) if faces == 1 else faces_frames(frames, width, height, faces)
+            name = f"{faces}-faces-{frames}"
+            clip = write_clip(Path(tmp) / f"{name}.mp4", pictures, fps=30, options={"preset": "ultrafast"})
+            command = [sys.executable, "-m", "sg3stream.bench.memory", str(clip), str(Path(tmp) / f"out-{name}.mp4"),
                        "--batch-size", str(batch_size), "--queue-size", str(queue_size), "--fine-window",
                        str(fine_window), "--n-iters", str(n_iters), "--edit", edit, "--device", device,
                        "--crop", crop, "--align-smoothing", str(align_smoothing)]
@@ -71,10 +82,15 @@ def bench_memory(lengths: tuple[int, ...] = (48, 192), width: int = 854, height:
             if done.returncode != 0:
                 raise RuntimeError(f"the memory bench's child failed ({done.returncode}):\n{done.stderr[-4000:]}")
             child = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append({"clip": f"{width}x{height}", **child})
+            rows.append({"clip": f"{width}x{height}", "faces": faces, **child})
     for row in rows:
         row["peak_rss_ratio"] = row["peak_rss_mib"] / rows[0]["peak_rss_mib"]
         row["workers_peak_rss_ratio"] = row["workers_peak_rss_mib"] / rows[0]["workers_peak_rss_mib"]
+    if two_faces:  # the last row, right after the one-face row of its length
+        one, two = rows[-2], rows[-1]
+        two.update(one_face_peak_rss_mib=one["peak_rss_mib"],
+                   peak_rss_vs_one_face=two["peak_rss_mib"] / one["peak_rss_mib"],
+                   workers_peak_rss_vs_one_face=two["workers_peak_rss_mib"] / one["workers_peak_rss_mib"])
     return rows
 
 
@@ -119,6 +135,7 @@ def _child(argv: list[str]) -> dict:
         summary = run_video(options, reporter)
     return {
         "frames": summary["frames"],
+        "faces_inverted": summary["faces_inverted"],
         "seconds": summary["seconds"],
         "frames_in_flight_max": reporter.most,
         "before_run_mib": before,

@@ -9,7 +9,7 @@ import torch
 
 from sg3stream.job import RunOptions, run_video
 from sg3stream.report import Reporter
-from sg3stream.synthetic import face_frames, write_clip
+from sg3stream.synthetic import face_frames, faces_frames, write_clip
 
 from .gpu_monitor import GpuMonitor
 from .pipeline import SIZES
@@ -31,17 +31,30 @@ class _MonitoredReporter(Reporter):
         self.monitor.stop()
 
 
+def bench_clip(path: Path, frames: int, width: int, height: int, faces: int = 1) -> Path:
+    """The generated clip the benches run on: the face photo moving (`face_frames`), or with faces > 1 that many
+    copies of it in every frame, each on its own path (`faces_frames`)."""
+    pictures = face_frames(frames, width, height) if faces == 1 else faces_frames(frames, width, height, faces)
+    return write_clip(path, pictures, fps=30, options={"preset": "ultrafast"})
+
+
+def clip_label(size: str, faces: int = 1) -> str:
+    width, height = SIZES[size]
+    return f"{size} {width}x{height}" + (f", {faces} faces" if faces > 1 else "")
+
+
 def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_size: int = 4, device: str = "auto",
               edit: str = "smile", encoder: str | None = None, generator: str | None = None,
               engine: str = "torch", reference_mode: bool = False, clip: Path | None = None, compile: bool = False,
-              codec: str = "auto") -> dict:
-    """One run of the main job; returns clip, mode, frames, end_to_end_fps, the per-stage statistics, the GPU's
-    utilisation and used memory during the run ("gpu", see GpuMonitor) and, on CUDA, torch's peak GPU memory."""
+              codec: str = "auto", faces: int = 1) -> dict:
+    """One run of the main job; returns clip, mode, frames, end_to_end_fps, faces_inverted (the (frame, face) pairs
+    inverted, edited, rendered and pasted) and faces_per_s, the per-stage statistics (frames/s, and faces/s for the
+    stages that work per face), the GPU's utilisation and used memory during the run ("gpu", see GpuMonitor) and,
+    on CUDA, torch's peak GPU memory. faces: faces per frame of the generated clip (when no `clip` is given)."""
     width, height = SIZES[size]
     with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
         if clip is None:
-            clip = write_clip(Path(tmp) / "face.mp4", face_frames(frames, width, height), fps=30,
-                              options={"preset": "ultrafast"})
+            clip = bench_clip(Path(tmp) / "face.mp4", frames, width, height, faces)
         options = RunOptions(input=clip, output=Path(tmp) / "out.mp4", batch_size=batch_size, queue_size=queue_size,
                              device=device, edits=[edit] if edit else [], encoder=encoder, generator=generator,
                              engine=engine, reference_mode=reference_mode, compile=compile, codec=codec,
@@ -52,23 +65,24 @@ def bench_run(frames: int = 48, size: str = "480p", batch_size: int = 8, queue_s
         reporter = _MonitoredReporter(monitor)
         with reporter.capturing_warnings():
             summary = run_video(options, reporter)
-    result = {"clip": f"{size} {width}x{height}", "mode": "reference" if reference_mode else "streaming",
+    result = {"clip": clip_label(size, faces), "mode": "reference" if reference_mode else "streaming",
               "generator": generator or "demo", "acceleration": summary["acceleration"],
               "frames": summary["frames"], "end_to_end_fps": summary["fps"],
+              "faces_inverted": summary["faces_inverted"], "faces_per_s": summary["faces_per_s"],
               "stages": summary["stages"], "gpu": monitor.summary()}
     if torch.cuda.is_available():
         result["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return result
 
 
-def bench_run_against_reference(frames: int = 48, size: str = "480p", **kwargs) -> dict:
-    """Both modes on the same generated clip, same models, same machine, in one call; and their ratio."""
+def bench_run_against_reference(frames: int = 48, size: str = "480p", faces: int = 1, **kwargs) -> dict:
+    """Both modes on the same generated clip (`faces` faces per frame), same models, same machine, in one call; and
+    their ratio."""
     width, height = SIZES[size]
     with tempfile.TemporaryDirectory(prefix="sg3stream-bench-") as tmp:
-        clip = write_clip(Path(tmp) / "face.mp4", face_frames(frames, width, height), fps=30,
-                          options={"preset": "ultrafast"})
-        ours = bench_run(frames, size, clip=clip, **kwargs)
-        reference = bench_run(frames, size, clip=clip, reference_mode=True, **kwargs)
+        clip = bench_clip(Path(tmp) / "face.mp4", frames, width, height, faces)
+        ours = bench_run(frames, size, clip=clip, faces=faces, **kwargs)
+        reference = bench_run(frames, size, clip=clip, reference_mode=True, faces=faces, **kwargs)
     result = {"streaming": ours, "reference": reference,
               "speedup_vs_reference": ours["end_to_end_fps"] / reference["end_to_end_fps"]}
     held = held_back_frames()

@@ -2,7 +2,8 @@
 
 `write_clip` writes any sequence of RGB frames with chosen timestamps, rotation metadata and a tone;
 `numbered_frame` makes frames whose content says their number (it survives lossy encoding);
-`face_frames` moves the bundled public-domain face photo by smooth similarity transforms.
+`face_frames` moves the bundled public-domain face photo by smooth similarity transforms;
+`faces_frames` places it several times in a frame, each face on its own known path (`face_places` says where).
 `colour_bars_clip`, `resized_clip` and `multi_stream_clip` make the inputs of the colour, frame-size and
 stream-copy tests.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -60,6 +62,76 @@ def face_frames(count: int, width: int = 480, height: int = 360, blank: Sequence
         m[:, 2] += (cx - 200.0, cy - 200.0)
         yield cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                              borderValue=(90, 90, 90))
+
+
+# The photo's face as mediapipe's landmarks (LandmarkDetector) find it: the mean of the 478 landmarks, and the mean
+# side of their bounding box (168 x 194), in photo pixels. The face sits left of the photo's centre.
+PHOTO_FACE_CENTRE = (135.2, 205.0)
+PHOTO_FACE_SIZE = 181.0
+
+
+@dataclass(frozen=True)
+class FacePlace:
+    """Where `faces_frames` put one face in one frame: `slot` (0 the leftmost path), `centre` (x, y frame pixels: where
+    the photo's face centre, the mean of its landmarks, lands), `size` (the face's landmark box, mean side, frame
+    pixels) and `angle` (in-plane rotation, degrees, counter-clockwise as cv2 has it)."""
+
+    slot: int
+    centre: tuple[float, float]
+    size: float
+    angle: float
+
+    def matrix(self) -> np.ndarray:
+        """The 2x3 similarity that maps the photo's pixels to the frame's."""
+        m = cv2.getRotationMatrix2D(PHOTO_FACE_CENTRE, self.angle, self.size / PHOTO_FACE_SIZE)
+        m[:, 2] += (self.centre[0] - PHOTO_FACE_CENTRE[0], self.centre[1] - PHOTO_FACE_CENTRE[1])
+        return m
+
+
+def face_places(i: int, count: int, width: int = 480, height: int = 360, faces: int = 2, *,
+                enters: Sequence[int] = (), cycle: float | None = None, roll: float = 5.0) -> list[FacePlace]:
+    """The faces on screen in frame i of `faces_frames(count, width, height, faces, ...)`, by slot.
+
+    Slot k's path keeps to its own column, the k-th of `faces` equal columns across the frame: its centre circles
+    the column's middle (x ± 6% of the column's width, y ± 5% of the height), its size swells by up to 8% from 40%
+    of min(column width, height), and it rolls by ± `roll` degrees; each slot a quarter cycle behind the one before,
+    so no two move alike. The faces never overlap.
+
+    enters: the first frame of each slot (missing: 0): a slot is off screen before it.
+    cycle: frames per cycle of the motion (None: the clip is one cycle).
+    """
+    t = i / cycle if cycle else i / max(count - 1, 1)
+    column = width / faces
+    places = []
+    for k in range(faces):
+        if i < (enters[k] if k < len(enters) else 0):
+            continue
+        phase = 2 * math.pi * t + k * math.pi / 2
+        size = 0.4 * min(column, height) * (1 + 0.08 * math.sin(math.pi * t))
+        places.append(FacePlace(slot=k, centre=(column * (k + 0.5) + 0.06 * column * math.sin(phase),
+                                                height / 2 + 0.05 * height * math.cos(phase)),
+                                size=size, angle=roll * math.sin(phase)))
+    return places
+
+
+def faces_frames(count: int, width: int = 480, height: int = 360, faces: int = 2, *, enters: Sequence[int] = (),
+                 cycle: float | None = None, roll: float = 5.0) -> Iterable[np.ndarray]:
+    """The face photo `faces` times per frame over a grey background, each copy moving on its own path in its own
+    column (see `face_places`, which gives each face's place in each frame); a slot in `enters` appears at that
+    frame. Deterministic: the same arguments give the same frames.
+
+    Each copy is pasted whole (the photo's own background around the face), slot by slot from the left; a copy's
+    square may cover the edge of the one before it, never its face."""
+    photo = face_photo()
+    cover = np.ones(photo.shape[:2], np.float32)
+    for i in range(count):
+        picture = np.full((height, width, 3), 90.0)
+        for place in face_places(i, count, width, height, faces, enters=enters, cycle=cycle, roll=roll):
+            m = place.matrix()
+            face = cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR)
+            alpha = cv2.warpAffine(cover, m, (width, height), flags=cv2.INTER_LINEAR)[..., None]
+            picture = picture * (1 - alpha) + face * alpha
+        yield np.rint(picture).astype(np.uint8)
 
 
 def write_clip(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25, pts: Sequence[int] | None = None,

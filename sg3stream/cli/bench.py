@@ -1,4 +1,5 @@
-"""`sg3stream bench`: frames/s per stage and end to end, on generated clips and random weights (no data needed)."""
+"""`sg3stream bench`: frames/s per stage and end to end, and faces/s where the work is per face, on generated clips and
+random weights (no data needed)."""
 from __future__ import annotations
 
 import json
@@ -62,7 +63,8 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
         from sg3stream.bench.memory import bench_memory
         from sg3stream.bench.pipeline import SIZES
 
-        # the main job at `frames` and 4x `frames` frames, each in a fresh process: the peak should not grow
+        # the main job at `frames` and 4x `frames` frames, each in a fresh process: the peak should not grow; and
+        # 4x `frames` frames with two faces per frame: the peak should stay near the one-face clip's
         width, height = SIZES[sizes[0]]
         report["memory"] = bench_memory((frames, 4 * frames), width, height, batch_size=batch_size,
                                         queue_size=queue_size, generator=None if config == "demo" else config)
@@ -114,9 +116,13 @@ def bench(
 
 
 def _stage_table(stages: list[dict]) -> Table:
-    table = Table("stage", "frames/s", "busy", "starved", "blocked")
+    """frames/s per stage, and faces/s for the stages that work per face (invert, smooth, edit, render, paste: the
+    column only when some stage counts faces, "-" for the others)."""
+    faces = any(s.get("faces_per_s") is not None for s in stages)
+    table = Table(*(["stage", "frames/s"] + (["faces/s"] if faces else []) + ["busy", "starved", "blocked"]))
     for s in stages:
-        table.add_row(s["name"], f"{s['frames_per_s']:.1f}", f"{s['busy_fraction']:.0%}",
+        per_face = ([f"{s['faces_per_s']:.1f}" if s.get("faces_per_s") is not None else "-"] if faces else [])
+        table.add_row(s["name"], f"{s['frames_per_s']:.1f}", *per_face, f"{s['busy_fraction']:.0%}",
                       f"{s['wait_in_fraction']:.0%}", f"{s['wait_out_fraction']:.0%}")
     return table
 
@@ -130,8 +136,10 @@ def print_report(report: dict, console: Console) -> None:
     if "run" in report:
         for mode in ("streaming", "reference"):
             run = report["run"][mode]
+            per_face = (f", {run['faces_per_s']:.2f} faces/s ({run['faces_inverted']} faces in {run['frames']} "
+                        f"frames)" if run.get("faces_per_s") is not None else "")
             console.print(f"\n[bold]main job, {mode} mode ({run['generator']}, --edit smile), {run['clip']}:[/] "
-                          f"{run['end_to_end_fps']:.2f} frames/s end to end", highlight=False)
+                          f"{run['end_to_end_fps']:.2f} frames/s{per_face} end to end", highlight=False)
             console.print(_stage_table(run["stages"]))
             used = run.get("acceleration", {})
             console.print("ran with: " + ", ".join(f"{k} {v}" for k, v in used.items()), highlight=False)
@@ -164,12 +172,14 @@ def print_report(report: dict, console: Console) -> None:
 
 
 def _print_memory(rows: list[dict], console: Console) -> None:
-    table = Table("clip", "frames", "most in flight", "peak RSS", "ratio", "worker peak", "ratio",
-                  title="peak memory of the main job against the clip's length")
+    table = Table("clip", "faces", "frames", "faces inverted", "most in flight", "peak RSS", "ratio", "worker peak",
+                  "ratio", "vs one face", title="peak memory of the main job against the clip's length (ratio: "
+                  "against the first row), and with two faces (vs one face: against the one-face clip of its length)")
     for r in rows:
-        table.add_row(r["clip"], str(r["frames"]), str(r["frames_in_flight_max"]), f"{r['peak_rss_mib']:.0f} MiB",
-                      f"{r['peak_rss_ratio']:.2f}", f"{r['workers_peak_rss_mib']:.0f} MiB",
-                      f"{r['workers_peak_rss_ratio']:.2f}")
+        table.add_row(r["clip"], str(r.get("faces", 1)), str(r["frames"]), str(r.get("faces_inverted")),
+                      str(r["frames_in_flight_max"]), f"{r['peak_rss_mib']:.0f} MiB", f"{r['peak_rss_ratio']:.2f}",
+                      f"{r['workers_peak_rss_mib']:.0f} MiB", f"{r['workers_peak_rss_ratio']:.2f}",
+                      f"{r['peak_rss_vs_one_face']:.2f}" if "peak_rss_vs_one_face" in r else "")
     console.print(table)
     in_flight = max(r["frames_in_flight_max"] for r in rows)
     if rows[0]["frames"] <= in_flight:

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
+
 from ..errors import StageError, UserError
 from .batch import FrameBatch
 from .contract import Chain, batch_bytes, drop_keys
@@ -54,11 +56,15 @@ class Interrupted(Exception):
 
 @dataclass
 class StageStats:
-    """What one worker did: counts, the time it computed, and the time it waited on either queue."""
+    """What one worker did: counts, the time it computed, and the time it waited on either queue.
+
+    faces: the (frame, face) pairs it passed on with a code (`has_latents` True), for the stages that work per face
+    from the inversion on (see `Pipeline._counting_faces`); None for the others."""
 
     name: str
     batches: int = 0
     frames: int = 0
+    faces: int | None = None
     busy_s: float = 0.0
     wait_in_s: float = 0.0   # blocked on the queue before it (starved)
     wait_out_s: float = 0.0  # blocked on the queue after it (backpressure)
@@ -76,6 +82,8 @@ class StageStats:
             "batches": self.batches,
             "frames": self.frames,
             "frames_per_s": self.frames / wall,
+            "faces": self.faces,
+            "faces_per_s": self.faces / wall if self.faces is not None else None,
             "busy_frames_per_s": self.frames / self.busy_s if self.busy_s > 0 else None,
             "busy_s": self.busy_s,
             "wait_in_s": self.wait_in_s,
@@ -140,6 +148,9 @@ class Pipeline:
         self.error_lock = threading.Lock()
         names = [source_name] + [s.name for s in stages] + [sink_name]
         self.workers = [_Worker(n, StageStats(n)) for n in names]
+        for worker, counts in zip(self.workers[1:], self._counting_faces()):
+            if counts:
+                worker.stats.faces = 0
         # Frames between the source and the sink: the source waits while `max_frames_in_flight` are out (None: only
         # the queues bound them). Bytes per frame as each queue received them, for run.json.
         self.max_frames_in_flight = max_frames_in_flight
@@ -383,9 +394,24 @@ class Pipeline:
             return lambda worker: self._run_process_stage(worker, i, stage)
         return lambda worker: self._run_thread_stage(worker, i, stage)
 
+    def _counting_faces(self) -> list[bool]:
+        """For each stage: whether its statistics count faces. From the stage that writes `has_latents` (the
+        inversion) on, the stages that work per face: they read `has_latents`, or read or write another per-face key
+        (smoothing, edit, render, paste). A stage that only rides along (a second decode) is not counted, nor any
+        stage before the inversion (no batch says yet which faces get a code)."""
+        keys, inverted, out = self.chain.keys, False, []
+        for link in self.chain.links:
+            inverted = inverted or any(k.name == "has_latents" for k in link.writes)
+            touched = [keys.get(n) for n in link.reads] + list(link.writes)
+            out.append(inverted and any(k is not None and k.per_face for k in touched))
+        return out
+
     def _leaving(self, position: int, batch: FrameBatch) -> FrameBatch:
-        """A batch as it leaves worker `position` (0: the source, k: stage k): without the keys no later stage
-        reads, and measured."""
+        """A batch as it leaves worker `position` (0: the source, k: stage k): its faces counted (before the keys
+        go: the paste is the last reader of `has_latents`), without the keys no later stage reads, and measured."""
+        stats = self.workers[position].stats
+        if stats.faces is not None and "has_latents" in batch.data:
+            stats.faces += int(np.count_nonzero(batch.data["has_latents"]))
         if position > 0:
             batch = drop_keys(batch, self.chain.links[position - 1].drops)
         if len(batch):
