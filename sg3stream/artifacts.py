@@ -42,6 +42,10 @@ class Artifacts:
         self.streams.append(stream)
         return stream
 
+    def open_track_streams(self, stem: str) -> "TrackStreams":
+        """One .npy per face track, `<stem>_track<ID>.npy` (see TrackStreams)."""
+        return TrackStreams(self, stem)
+
     def commit(self) -> None:
         """The run succeeded: finish the streamed files."""
         for stream in self.streams:
@@ -79,7 +83,8 @@ def _jsonable(value: Any) -> Any:
 class NpyStream:
     """Appends [n, ...] blocks to an .npy file whose first dimension grows; close() fixes the header and renames.
 
-    The header is written with room to spare and rewritten at the end, so nothing is held in memory.
+    The header is written with room to spare and rewritten at the end, so nothing is held in memory. The file is
+    opened for each block, not held open: a film can have thousands of face tracks, each with its stream.
     """
 
     HEADER_BYTES = 256
@@ -87,8 +92,8 @@ class NpyStream:
     def __init__(self, target: Path):
         self.target = target
         self.tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        self.file = open(self.tmp, "wb")
-        self.file.write(b"\0" * self.HEADER_BYTES)
+        with open(self.tmp, "wb") as f:
+            f.write(b"\0" * self.HEADER_BYTES)
         self.rows = 0
         self.row_shape: tuple[int, ...] | None = None
         self.dtype: np.dtype | None = None
@@ -100,7 +105,8 @@ class NpyStream:
         if block.shape[1:] != self.row_shape or block.dtype != self.dtype:
             raise ValueError(f"{self.target.name}: block {block.shape} {block.dtype} does not match "
                              f"rows {self.row_shape} {self.dtype}")
-        self.file.write(block.tobytes())
+        with open(self.tmp, "ab") as f:
+            f.write(block.tobytes())
         self.rows += len(block)
 
     def close(self) -> Path:
@@ -109,12 +115,36 @@ class NpyStream:
         text = repr(header).encode("latin1")
         prefix = b"\x93NUMPY\x01\x00"
         pad = self.HEADER_BYTES - len(prefix) - 2 - len(text) - 1
-        self.file.seek(0)
-        self.file.write(prefix + np.uint16(len(text) + pad + 1).tobytes() + text + b" " * pad + b"\n")
-        self.file.close()
+        with open(self.tmp, "r+b") as f:
+            f.write(prefix + np.uint16(len(text) + pad + 1).tobytes() + text + b" " * pad + b"\n")
         os.replace(self.tmp, self.target)
         return self.target
 
     def abort(self) -> None:
-        self.file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class TrackStreams:
+    """Per-face values [N, F, ...] of frames in order -> one NpyStream per track, `<stem>_track<ID>.npy`, whose
+    row r is the track's frame `first_frame + r` (run.json's `faces` gives first_frame; NaN rows where the track has
+    a slot but no value, e.g. a bridged gap)."""
+
+    def __init__(self, artifacts: Artifacts, stem: str):
+        self.artifacts = artifacts
+        self.stem = stem
+        self.streams: dict[int, tuple[NpyStream, list[int]]] = {}  # track -> (stream, [next frame])
+
+    def write(self, index: np.ndarray, track_id: np.ndarray, values: np.ndarray) -> None:
+        """index [N], track_id [N, F] (-1: none), values [N, F, ...] float."""
+        for tid in np.unique(track_id[track_id >= 0]):
+            frames, slots = np.nonzero(track_id == tid)  # at most one slot per frame holds a track
+            rows = values[frames, slots].astype(np.float32)
+            if int(tid) not in self.streams:
+                stream = self.artifacts.open_npy_stream(f"{self.stem}_track{int(tid)}.npy")
+                self.streams[int(tid)] = (stream, [int(index[frames[0]])])
+            stream, next_frame = self.streams[int(tid)]
+            at = np.asarray(index, np.int64)[frames] - next_frame[0]  # row offsets from the next row to write
+            block = np.full((int(at[-1]) + 1,) + rows.shape[1:], np.nan, np.float32)
+            block[at] = rows
+            stream.write(block)
+            next_frame[0] += len(block)

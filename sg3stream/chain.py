@@ -32,7 +32,7 @@ from .pipeline.stage import Stage
 
 PURPOSES = ("run", "segment", "pti", "plan", "api")
 # What PTI's collector (sg3stream/pti/clip.py) keeps of each frame: the first pass's sink.
-PTI_SINK_READS = ("crop", "latents_smoothed", "transform_smoothed", "has_latents")
+PTI_SINK_READS = ("crop", "latents_smoothed", "transform_smoothed", "has_latents", "track_id")
 # A farm segment's sink writes the frames and says whether the segment held any face.
 SEGMENT_SINK_READS = ("frames", "has_latents")
 # The Python API (sg3stream/api.py) hands each frame back with its faces: their quads, transforms and codes.
@@ -75,6 +75,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if options.passthrough:
         return Chain([])
     from .align import AlignStage, LandmarkStage
+    from .align.gate import FaceGate
+    from .align.ledger import FaceLedger
     from .align.stages import CropStage, TrackStage
     from .edit.smoothing import SmoothStage
     from .edit.stage import EditStage
@@ -95,6 +97,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     crops = dict(size=256, crop_size=parts.resolution if purpose == "pti" else None, with_crop=purpose == "pti",
                  gen_size=parts.resolution if oracle else None)
     max_gap = 12  # AlignStage's default: a gap the alignment bridges is one track
+    gate = FaceGate(min_face=options.min_face, max_yaw=options.max_yaw, min_track_frames=options.min_track_frames)
+    faces = FaceLedger()  # run.json's `faces`: what the alignment saw of each track
     stages: list[Stage] = [
         ShotStage(),  # first: it reads the pictures, which the landmarks drop when they are decoded again
         LandmarkStage(workers=options.landmark_workers, max_faces=face_slots(options.faces)),
@@ -103,18 +107,18 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         # decoded again once their quads are known.
         AlignStage(crop=options.crop, align_smoothing=options.align_smoothing, artifacts_dir=artifacts_dir,
                    require_face=purpose == "run",  # a farm segment may hold no face: the job checks the clip
-                   warp=redecode is None, max_gap=max_gap, tracks=True, **crops),
+                   warp=redecode is None, max_gap=max_gap, tracks=True, gate=gate, faces=faces, **crops),
     ]
     if redecode is not None:
         stages += [RedecodeStage(redecode, name="redecode-crop"), CropStage(**crops)]
     stages += [
         InvertStage(parts.inverter, n_iters=options.n_iters, max_batch=batch,
-                    artifacts=artifacts if purpose == "run" else None),
+                    artifacts=artifacts if purpose == "run" else None, gated=True),
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
                     artifacts=artifacts if purpose == "run" else None, tracks=True),
     ]
     if purpose == "pti":
-        return Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect")
+        return with_faces(Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect"), faces)
     expansion = Expansion.parse(options.expand)
     render = OracleRenderStage if oracle else RenderStage
     stages += [
@@ -125,7 +129,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if redecode is not None:
         stages.append(RedecodeStage(redecode))
     # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
-    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None))
+    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None,
+                             track=options.track))
     if parts.demo and options.demo_label:
         from .render.label import DemoLabelStage
 
@@ -137,6 +142,12 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         # landmarks, around the crops, and from the paste's decode on) hold one batch; the light queues between
         # keep the run's --queue-size.
         chain.picture_queue_size = 1
+    return with_faces(chain, faces)
+
+
+def with_faces(chain: Chain, faces) -> Chain:
+    """The chain with its `FaceLedger` (`chain.faces`): each face track's frames, for run.json and the summary."""
+    chain.faces = faces
     return chain
 
 

@@ -22,7 +22,7 @@ from .chain import ChainParts, build_chain, frame_budget, model_batch
 from .errors import UserError
 from .models.oracle import NOTICE as ORACLE_NOTICE
 from .models.oracle import ORACLE, check_oracle_options, is_oracle, is_oracle_renderer, make_oracle_components
-from .options import RunOptions, option_fields
+from .options import RunOptions, face_slots, option_fields
 from .pipeline.runner import Pipeline
 from .render.expand import Expansion
 from .render.label import DEMO_METADATA
@@ -48,6 +48,7 @@ def check_options(options: RunOptions) -> None:
         raise UserError(f"--pti-lr must be positive (got {options.pti_lr})")
     if is_oracle(options.generator):
         check_oracle_options(options)  # no edits, no PTI: it has no latent space
+    face_slots(options.faces)
     if not (options.device in ("auto", "cpu", "cuda") or options.device.startswith("cuda:")
             and options.device[5:].isdigit()):
         raise UserError(f"--device must be auto, cpu, cuda or cuda:N (got {options.device!r})")
@@ -238,6 +239,12 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
             artifacts.abort()
         raise
     seconds = time.perf_counter() - started
+    inverted = next((s.faces for s in stats if s.faces is not None), None)  # the first stage counting faces: invert
+    faces = chain.faces.summary() if chain.faces is not None else []
+    for edit in parts.edits:
+        if edit.track is not None and all(t["id"] != edit.track for t in faces):
+            reporter.warning(f"--edit {edit.direction.name}@{edit.track}: no face track {edit.track} in this clip "
+                             f"(tracks: {', '.join(str(t['id']) for t in faces) or 'none'}); nothing was edited by it")
     summary = {
         "input": str(options.input),
         "output": str(output),
@@ -248,7 +255,12 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
         "memory": pipeline.memory(),
         "seconds": seconds,
         "fps": writer.frames_written / seconds if seconds > 0 else 0.0,
+        # (frame, face) pairs inverted (each then edited, rendered and pasted), and per second as fps is
+        "faces_inverted": inverted,
+        "faces_per_s": inverted / seconds if inverted is not None and seconds > 0 else None,
         "stages": [s.to_dict() for s in stats],
+        "faces": faces,
+        "passed_through": chain.faces.passed_through() if chain.faces is not None else {},
     }
     if artifacts is not None:
         artifacts.commit()

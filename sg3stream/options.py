@@ -87,6 +87,15 @@ class RunOptions:
     align_smoothing: float = option(1.0, "Gaussian sigma (frames) smoothing the aligned quads; 0 = off.", low=0)
     faces: str = option("all", f"Faces edited per frame: all (at most {MAX_FACES}), largest (one face) or a number "
                         "N (at most N).")
+    # faces passed through unchanged (counted per track in run.json's `faces`)
+    min_face: float = option(48.0, "Faces smaller than this (the aligned quad's side, source pixels) pass through "
+                             "unchanged.", low=0)
+    max_yaw: float = option(60.0, "Faces turned further than this from frontal (degrees, estimated from the "
+                            "landmarks) pass through unchanged.", low=0)
+    min_track_frames: int = option(3, "Faces of a track detected in fewer frames than this around a frame (the "
+                                   "alignment window) pass through unchanged.", low=1)
+    track: int | None = option(None, "The face track the crop and side-by-side outputs show (default: the largest "
+                               "face in each frame).", low=0)
     landmark_workers: int | None = option(None, "Landmark processes (default: half the cores, at most 4).", low=1)
     smooth_sigma: float = option(0.0, "Extra Gaussian smoothing (frames) of codes and transforms.", low=0)
     fine_layers: int = option(9, "W+ index from which layers are replaced by their running clip mean.", low=1)
@@ -122,6 +131,7 @@ class RunOptions:
     pti_lr: float = option(3e-4, "PTI learning rate (Adam).")
     pti_frames: int = option(64, "PTI training frames, evenly spread over the clip's faces.", low=1)
     pti_batch: int = option(1, "PTI frames per step.", low=1)
+    pti_track: int | None = option(None, "Tune PTI on this face track only (default: every track's faces).", low=0)
     pti_seed: int = option(0, "PTI seed (sample order, regularisation).")
     pti_reg_every: int = option(1, "PTI locality regularisation every N steps (0 = off).", low=0)
     pti_checkpoint_every: int = option(500, "PTI checkpoint every N steps (0 = only at the end).", low=0)

@@ -33,7 +33,7 @@ def test_one_builder_makes_every_chain_and_checks_it():
         "shots", "landmarks", "track", "align", "invert", "smooth", "edit", "render", "paste"]
     pti = build_chain(options(), parts, purpose="pti")
     assert names(pti) == ["shots", "landmarks", "track", "align", "invert", "smooth"] and pti.sink_name == "collect"
-    assert set(pti.sink_reads) == {"crop", "latents_smoothed", "transform_smoothed", "has_latents"}
+    assert set(pti.sink_reads) == {"crop", "latents_smoothed", "transform_smoothed", "has_latents", "track_id"}
     segment = build_chain(options(), ChainParts(), purpose="segment")
     assert "has_latents" in segment.sink_reads and "label" not in names(segment)
     assert names(build_chain(options(passthrough=True), parts)) == []

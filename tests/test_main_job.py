@@ -83,17 +83,25 @@ def test_an_edit_changes_the_face_relative_to_the_reconstruction(outputs):
 
 def test_artifacts_keep_every_frame(outputs):
     art = outputs / "art"
-    latents = np.load(art / "latents.npy")
-    smoothed = np.load(art / "latents_smoothed.npy")
+    # one face, one track (the blank frame is a bridged gap): its files have a row per frame from its first
+    latents = np.load(art / "latents_track0.npy")
+    smoothed = np.load(art / "latents_smoothed_track0.npy")
     assert latents.shape == smoothed.shape == (FRAMES, 16, 512)
+    assert not list(art.glob("latents*track1.npy"))
     faces = [i for i in range(FRAMES) if i not in BLANK]
     assert np.isfinite(smoothed[faces]).all()  # smoothing keeps every frame, the clip's ends included
     assert np.isnan(latents[list(BLANK)]).all()
     edits = json.loads((art / "edits.json").read_text())
-    assert edits["demo"] and edits["edits"] == [{"name": "smile", "space": "w", "strength": 8.0}]
-    alignment = np.load(art / "alignment.npz")
-    assert alignment["detected"].tolist() == [i not in BLANK for i in range(FRAMES)]
+    assert edits["demo"] and edits["edits"] == [{"name": "smile", "space": "w", "strength": 8.0, "track": None}]
+    alignment = np.load(art / "alignment.npz")  # with its face axis: one slot
+    assert alignment["detected"].tolist() == [[i not in BLANK] for i in range(FRAMES)]
+    assert alignment["track_id"].tolist() == [[0]] * FRAMES  # the bridged frame too
     run_json = json.loads((art / "run.json").read_text())
+    assert run_json["faces"] == [{"id": 0, "first_frame": 0, "last_frame": FRAMES - 1, "frames": FRAMES,
+                                  "frames_detected": FRAMES - 1, "frames_edited": FRAMES - 1,
+                                  "passed_through": {"small": 0, "profile": 0, "short": 0},
+                                  "mean_size": run_json["faces"][0]["mean_size"]}]
+    assert run_json["faces"][0]["mean_size"] > 48
     assert [s["name"] for s in run_json["stages"]] == ["decode", "shots", "landmarks", "track", "align", "redecode-crop",
                                                        "crop", "invert", "smooth", "edit", "render", "redecode",
                                                        "paste", "encode"]

@@ -31,6 +31,8 @@ def sample_values() -> dict:
             values[f.name] = ["smile", "age:-2"]
         elif f.name == "device":
             values[f.name] = "cpu"
+        elif f.name == "faces":
+            values[f.name] = "2"
         elif f.name == "expand":
             values[f.name] = "0,0,64,0"
         elif f.name in ("encoder", "generator"):

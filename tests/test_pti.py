@@ -212,7 +212,7 @@ def test_pti_collects_its_targets_at_the_generators_resolution(tmp_path):
     from sg3stream.models.components import make_components
     from sg3stream.pti.clip import collect_samples
 
-    clip = write_clip(tmp_path / "face.mp4", face_frames(3, 320, 240), fps=24, audio=None)
+    clip = write_clip(tmp_path / "face.mp4", face_frames(3, 320, 240, cycle=48), fps=24, audio=None)
     options = RunOptions(input=clip, output=tmp_path / "o.mp4", landmark_workers=1, pti_frames=2)
     inverter, renderer = make_components(Models(device="cpu"))
     samples = collect_samples(options, ChainParts(inverter=inverter, renderer=renderer, resolution=512))

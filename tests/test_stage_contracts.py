@@ -216,7 +216,7 @@ def test_landmarks_and_alignment_read_only_what_they_declare(tmp_path):
     assert "landmark_source" in chain.links[1].reads
     assert store["landmarks"].shape == (N, 1, 478, 2) and store["crop"].shape == (N, 1, 32, 32, 3)
     assert store["has_quad"].all()
-    assert np.load(tmp_path / "alignment.npz")["landmarks"].shape == (N, 478, 2)  # slot 0, as before
+    assert np.load(tmp_path / "alignment.npz")["landmarks"].shape == (N, 1, 478, 2)  # with its face axis
 
 
 def test_run_strictly_catches_a_stage_that_reads_or_writes_what_it_does_not_declare():

@@ -2,17 +2,20 @@
 
 Rows are appended per batch to raw spill files next to the output (so an hour-long clip does not hold its
 landmarks in memory: 478x2 float32 is 3.8 kB a frame), and `close()` assembles them into an uncompressed .npz
-that `numpy.load` reads normally. Keys (N = frames):
+that `numpy.load` reads normally. Keys (N = frames, F = face slots, `--faces`; slot k holds one track at a
+time, `track_id` says which):
 
   frame_index   [N] int64
-  detected      [N] bool      landmarks were found in this frame
-  has_quad      [N] bool      detected, or inside a bridged gap (quads valid); False: pass the frame through
-  landmark_source [N] uint8   0 none, 1 face mesh, 2 full-range detector fallback
-  landmarks     [N,478,2] float32  source-frame pixels (pixel centres at integers), NaN where none
-  aligned_quad  [N,4,2] float32   FFHQ corner order TL, BL, BR, TR of the aligned image; NaN where no quad
-  crop_quad     [N,4,2] float32   same order, of the unaligned crop
-  transform     [N,3,3] float32   StyleGAN3 input transform (see transforms.py)
-  rotation_deg  [N] float32, translation [N,2] float32, scale [N] float32
+  track_id      [N,F] int32   the face's track (run.json's `faces`); -1: empty slot
+  detected      [N,F] bool    landmarks were found for this face in this frame
+  has_quad      [N,F] bool    detected, or inside a bridged gap (quads valid); False: no face there
+  passthrough   [N,F] uint8   why a detected face was left unchanged: 0 edited, 1 small, 2 profile, 3 short
+  landmark_source [N,F] uint8 0 none, 1 face mesh, 2 full-range detector fallback
+  landmarks     [N,F,478,2] float32  source-frame pixels (pixel centres at integers), NaN where none
+  aligned_quad  [N,F,4,2] float32   FFHQ corner order TL, BL, BR, TR of the aligned image; NaN where no quad
+  crop_quad     [N,F,4,2] float32   same order, of the unaligned crop
+  transform     [N,F,3,3] float32   StyleGAN3 input transform (see transforms.py)
+  rotation_deg  [N,F] float32, translation [N,F,2] float32, scale [N,F] float32
 """
 from __future__ import annotations
 
@@ -22,10 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..pipeline.contract import widen
+
+# key -> (dtype, shape after the frame axis and, except frame_index, the face axis)
 FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
     "frame_index": ("<i8", ()),
+    "track_id": ("<i4", ()),
     "detected": ("|b1", ()),
     "has_quad": ("|b1", ()),
+    "passthrough": ("|u1", ()),
     "landmark_source": ("|u1", ()),
     "landmarks": ("<f4", (478, 2)),
     "aligned_quad": ("<f4", (4, 2)),
@@ -35,6 +43,10 @@ FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
     "translation": ("<f4", (2,)),
     "scale": ("<f4", ()),
 }
+
+
+# what an empty face slot holds (floats: NaN)
+FILL = {"track_id": -1, "detected": False, "has_quad": False, "passthrough": 0, "landmark_source": 0}
 
 
 class AlignmentWriter:
@@ -47,15 +59,29 @@ class AlignmentWriter:
         self._spill = {k: self.directory / f".{filename}.{k}.part" for k in FIELDS}
         self._files = {k: open(p, "wb") for k, p in self._spill.items()}
         self._count = 0
+        # (rows, F) of each append: the face axis may grow during the stream (TrackStage), and close() widens the
+        # earlier rows to the final F
+        self._parts: list[tuple[int, int]] = []
+
+    @property
+    def faces(self) -> int:
+        return max((f for _, f in self._parts), default=0)
+
+    @staticmethod
+    def _shape(key: str, faces: int) -> tuple[int, ...]:
+        return FIELDS[key][1] if key == "frame_index" else (faces,) + FIELDS[key][1]
 
     def append(self, rows: dict[str, np.ndarray]) -> None:
         n = len(rows["frame_index"])
-        for key, (dtype, shape) in FIELDS.items():
+        faces = int(np.shape(rows["detected"])[1])
+        for key, (dtype, _) in FIELDS.items():
+            shape = self._shape(key, faces)
             arr = np.ascontiguousarray(np.asarray(rows[key]).astype(dtype, copy=False))
             if arr.shape != (n,) + shape:
                 raise ValueError(f"alignment row '{key}' has shape {arr.shape}, expected {(n,) + shape}")
             self._files[key].write(arr.tobytes())
         self._count += n
+        self._parts.append((n, faces))
 
     def close(self) -> Path:
         """Write alignment.npz and remove the spill files."""
@@ -63,12 +89,17 @@ class AlignmentWriter:
             f.close()
         tmp = self.path.with_name(self.path.name + ".tmp")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for key, (dtype, shape) in FIELDS.items():
-                header = {"descr": dtype, "fortran_order": False, "shape": (self._count,) + shape}
+            faces = self.faces
+            for key, (dtype, _) in FIELDS.items():
+                header = {"descr": dtype, "fortran_order": False, "shape": (self._count,) + self._shape(key, faces)}
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as out, open(self._spill[key], "rb") as src:
                     np.lib.format.write_array_header_2_0(out, header)
-                    while chunk := src.read(1 << 22):
-                        out.write(chunk)
+                    for n, f in self._parts:
+                        part = np.frombuffer(src.read(n * int(np.prod(self._shape(key, f))) * np.dtype(dtype).itemsize),
+                                             dtype).reshape((n,) + self._shape(key, f))
+                        if key != "frame_index":
+                            part = widen(part, faces, FILL.get(key, np.nan))
+                        out.write(np.ascontiguousarray(part).tobytes())
         os.replace(tmp, self.path)
         self.discard()
         return self.path

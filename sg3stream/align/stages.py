@@ -54,13 +54,15 @@ import numpy as np
 
 from sg3stream.errors import UserError
 from sg3stream.pipeline.batch import FrameBatch
-from sg3stream.pipeline.contract import Key
+from sg3stream.pipeline.contract import Key, widen
 from sg3stream.pipeline.stage import Stage
 from sg3stream.pipeline.window import Window, one_batch
 
 from .artifacts import AlignmentWriter
 from .ffhq import axis_aligned, ffhq_params, params_to_quad, warp_quads
+from .gate import FaceGate
 from .landmarks import NUM_LANDMARKS, OUTLINE_POINTS, LandmarkDetector, face_outline
+from .ledger import FaceLedger
 from .track import bridge_gaps, smooth, window_radius
 from .tracks import Tracker, slot_order, take_slots
 from .transforms import generator_transforms
@@ -166,6 +168,11 @@ class TrackStage(Stage):
     the other in the next, and the per-slot bridging and smoothing after it would mix them. A cut (`shot_start`,
     from ShotStage) ends every track. The tracker is causal: no batch is held back.
 
+    Its face axis holds the slots used so far, not all that the landmarks offer: a clip with one face at a time
+    keeps one slot (F = 1) whatever `--faces` allows, and F grows (never shrinks) the first time more faces are on
+    screen together; the windowed stages after it widen their state then. What every frame costs downstream
+    (crops, codes, renders, the smoothing window's rows) is paid per slot.
+
     max_gap: frames a track survives without a detection (AlignStage's bridging: a bridged gap is one track).
     """
 
@@ -182,9 +189,11 @@ class TrackStage(Stage):
     def __init__(self, max_gap: int = 12):
         self.max_gap = int(max_gap)
         self.tracker: Tracker | None = None
+        self.slots_used = 1
 
     def setup(self) -> None:
         self.tracker = Tracker(max_gap=self.max_gap)
+        self.slots_used = 1
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         if self.tracker is None:
@@ -197,6 +206,9 @@ class TrackStage(Stage):
         cuts = index[np.asarray(batch.data["shot_start"], dtype=bool)]
         ids = self.tracker.push_chunk(rows, int(index[0]), cuts)
         order, track_id = slot_order(ids, self.tracker.slot_of, landmarks.shape[1])
+        used = np.flatnonzero((track_id >= 0).any(axis=0))
+        self.slots_used = max(self.slots_used, int(used[-1]) + 1 if len(used) else 1)
+        order, track_id = order[:, :self.slots_used], track_id[:, :self.slots_used]
         out = batch.replace()
         out.data.update(landmarks=take_slots(landmarks, order, np.nan),
                         detected=take_slots(detected, order, False),
@@ -229,6 +241,9 @@ class AlignStage(Stage):
     tracks: read `track_id` (TrackStage): bridging, smoothing and the fixed crop run per track, so that nothing
           crosses a change of track within a slot (a cut, a slot taken over); bridged frames get their track's id.
           False: each slot is one track.
+    gate: a `FaceGate` (gate.py): writes `passthrough` [N,F] uint8, why a face is not edited (too small, turned
+          away, a track too short-lived in the window around the frame; 0: edited). None: every face is edited.
+    faces: a `FaceLedger` (ledger.py) that counts each track's frames as they leave, for run.json's `faces`.
     """
 
     name = "align"
@@ -238,7 +253,8 @@ class AlignStage(Stage):
                  crop_smoothing: float = 6.0, max_gap: int = 12, artifacts_dir: str | os.PathLike | None = None,
                  crop_axis_aligned: bool = True, enable_padding: bool = True, require_face: bool = True,
                  crop_size: int | None = None, with_crop: bool = True, gen_size: int | None = None,
-                 warp: bool = True, tracks: bool = False):
+                 warp: bool = True, tracks: bool = False, gate: FaceGate | None = None,
+                 faces: FaceLedger | None = None):
         if crop not in ("fixed", "smooth"):
             raise UserError(f"--crop must be 'fixed' or 'smooth' (got {crop!r})")
         # False: a stream without any face is not an error (a farm segment; the job checks the whole clip)
@@ -267,6 +283,8 @@ class AlignStage(Stage):
         self.with_crop = with_crop
         self.gen_size = gen_size
         self.tracks = tracks
+        self.gate = gate
+        self.faces = faces
         self._reset()
 
     # --- what it reads and writes ------------------------------------------------------------------------------
@@ -294,6 +312,8 @@ class AlignStage(Stage):
             Key("scale", (), "float32", doc="the transform's scale"),
             *((Key("track_id", (), "int32", doc="the face's track, bridged frames included; -1: none"),)
               if self.tracks else ()),
+            *((Key("passthrough", (), "uint8", doc="why the face is not edited: 0 edited, 1 small, 2 profile, "
+                   "3 short (gate.py)"),) if self.gate is not None else ()),
         )
 
     @property
@@ -353,6 +373,12 @@ class AlignStage(Stage):
             self._tracks = np.zeros((0,) + detected.shape[1:], np.int64)
             self._fixed_crop = np.full(params.shape[1:], np.nan)
             self._fixed_track = np.full(detected.shape[1:], -1, np.int64)
+        # The face axis only grows (TrackStage): widen what is held, and a narrower batch, with empty slots
+        faces = max(self._params.shape[1], params.shape[1])
+        self._params, params = widen(self._params, faces, np.nan), widen(params, faces, np.nan)
+        self._tracks, tracks = widen(self._tracks, faces, -1), widen(tracks, faces, -1)
+        self._fixed_crop = widen(self._fixed_crop[None], faces, np.nan)[0]
+        self._fixed_track = widen(self._fixed_track[None], faces, -1)[0]
         self._params = np.concatenate([self._params, params])
         self._tracks = np.concatenate([self._tracks, tracks])
         self.window.push(batch)
@@ -412,10 +438,12 @@ class AlignStage(Stage):
                     base = axis_aligned(filled) if self.crop_axis_aligned else filled
                     smooth_crop[span, k] = smooth(base, span, self.crop_smoothing)[span]
         has_quad = np.isfinite(raw).all(axis=-1) | bridged
+        track_frames, reach_frames = self._track_frames(np.isfinite(raw).all(axis=-1), track_id)
         out = []
         for batch in ready:
             lo = position - self._win_start
-            sl = slice(lo, lo + len(batch))
+            # the batch's own slots: one that came before the face axis grew has no face in the new ones
+            sl = (slice(lo, lo + len(batch)), slice(0, np.shape(batch.data["detected"])[1]))
             if self.crop == "smooth":
                 crop = smooth_crop[sl]
             else:
@@ -427,7 +455,7 @@ class AlignStage(Stage):
                         self._fixed_track[k] = track_id[sl][i, k]
                     crop[i, k] = self._fixed_crop[k]
             out.append(self._outputs(batch, aligned[sl], crop, has_quad[sl], bridged[sl],
-                                     track_id[sl] if self.tracks else None))
+                                     track_id[sl] if self.tracks else None, track_frames[sl], reach_frames[sl[0]]))
             position += len(batch)
 
         # Keep the history the next frames' bridging and smoothing can reach: radius + max_gap + 1 frames.
@@ -437,8 +465,29 @@ class AlignStage(Stage):
         self._win_start = keep_from
         return out
 
+    def _track_frames(self, detected: np.ndarray, track_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Detections [T, F] and tracks of the held rows -> (each face's track's detections among the frames up to
+        `lookahead` before and after it [T, F]; how many frames of the stream that reach holds [T]: fewer near the
+        stream's ends, so that a face seen in every frame of a clip shorter than --min-track-frames is not
+        short-lived). The history keeps `lookahead` frames before the first frame released, and a frame is released
+        once `lookahead` frames after it have arrived (or the stream ended), so the reach of a released frame is
+        held."""
+        reach = self.lookahead
+        t = np.arange(len(detected))
+        position = self._win_start + t
+        lo, hi = np.maximum(t - reach, 0), np.minimum(t + reach + 1, len(t))
+        available = 2 * reach + 1 - np.maximum(reach - position, 0) - np.maximum(t + reach + 1 - len(t), 0)
+        count = np.zeros(detected.shape, np.int64)
+        for k in range(detected.shape[1]):
+            for tid in np.unique(track_id[:, k][track_id[:, k] >= 0]):
+                mine = track_id[:, k] == tid
+                sums = np.concatenate([[0], np.cumsum(detected[:, k] & mine)])
+                count[mine, k] = (sums[hi] - sums[lo])[mine]
+        return count, available
+
     def _outputs(self, batch: FrameBatch, aligned_params: np.ndarray, crop_params: np.ndarray,
-                 has_quad: np.ndarray, bridged: np.ndarray, track_id: np.ndarray | None) -> FrameBatch:
+                 has_quad: np.ndarray, bridged: np.ndarray, track_id: np.ndarray | None,
+                 track_frames: np.ndarray, reach_frames: np.ndarray) -> FrameBatch:
         aligned_quad = params_to_quad(aligned_params).astype(np.float32)  # [n, F, 4, 2]
         crop_quad = params_to_quad(crop_params).astype(np.float32)
         aligned_quad[~has_quad] = np.nan
@@ -455,22 +504,33 @@ class AlignStage(Stage):
             face_outline=face_outline(data["landmarks"]),
             **tf,
         )
-        if track_id is not None:
+        if track_id is None:  # without tracks each slot is one track, numbered by its slot
+            track_id = np.where(has_quad, np.arange(has_quad.shape[1])[None, :], -1)
+        if self.tracks:
             data["track_id"] = track_id.astype(np.int32)
+        passthrough = np.zeros(has_quad.shape, np.uint8)
+        if self.gate is not None:
+            side = np.linalg.norm(aligned_quad[..., 3, :] - aligned_quad[..., 0, :], axis=-1)  # TL -> TR
+            passthrough = np.where(detected, self.gate.reasons(side, data["landmarks"], track_frames, reach_frames),
+                                   0)
+            data["passthrough"] = passthrough.astype(np.uint8)
+        if self.faces is not None:
+            self.faces.add(np.asarray(batch.index, np.int64), track_id, detected, has_quad, passthrough, aligned_quad)
         if self.warp:
             data.update(warp_crops(batch.frames, aligned_quad, crop_quad, has_quad, self.size, self.crop_size,
                                    self.with_crop, self.gen_size, self.enable_padding))
         if self._writer is not None:
-            # alignment.npz keeps its one-face format for now: slot 0 (a later issue adds the face axis)
             self._writer.append(dict(
                 frame_index=np.asarray(batch.index, dtype=np.int64),
-                detected=detected[:, 0],
-                has_quad=has_quad[:, 0],
-                landmark_source=np.asarray(data["landmark_source"], np.uint8)[:, 0],
-                landmarks=np.asarray(data["landmarks"], dtype=np.float32)[:, 0],
-                aligned_quad=aligned_quad[:, 0],
-                crop_quad=crop_quad[:, 0],
-                **{key: value[:, 0] for key, value in tf.items()},
+                track_id=track_id,
+                detected=detected,
+                has_quad=has_quad,
+                passthrough=passthrough,
+                landmark_source=np.asarray(data["landmark_source"], np.uint8),
+                landmarks=np.asarray(data["landmarks"], dtype=np.float32),
+                aligned_quad=aligned_quad,
+                crop_quad=crop_quad,
+                **tf,
             ))
         return batch.replace(data=data)
 

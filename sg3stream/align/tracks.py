@@ -158,7 +158,9 @@ class Tracker:
         return result
 
     def _cost(self, track: Track, frame: int, centre: np.ndarray, size: float) -> float:
-        distance = np.hypot(*(centre - track.predict(frame))) / track.size
+        # from where its motion predicts it or from where it was, whichever is nearer: a head that stops or turns
+        # back is as much the same face as one that keeps moving
+        distance = min(np.hypot(*(centre - track.predict(frame))), np.hypot(*(centre - track.centre))) / track.size
         return float(distance + self.size_weight * abs(np.log(size / track.size)))
 
     def _update(self, track: Track, frame: int, centre: np.ndarray, size: float) -> None:

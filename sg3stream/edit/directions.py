@@ -44,9 +44,23 @@ class Direction:
 class Edit:
     direction: Direction
     strength: float
+    track: int | None = None  # the face track it applies to (`@N`); None: every face
 
     def describe(self) -> dict:
-        return {"name": self.direction.name, "space": self.direction.space, "strength": self.strength}
+        return {"name": self.direction.name, "space": self.direction.space, "strength": self.strength,
+                "track": self.track}
+
+
+def split_track(text: str) -> tuple[str, int | None]:
+    """`--edit NAME[:STRENGTH][@TRACK]` -> (NAME[:STRENGTH], TRACK or None): 'smile@1' -> ('smile', 1),
+    'age:-2@0' -> ('age:-2', 0), 'smile' -> ('smile', None). An '@' not followed by a whole number is an error."""
+    head, sep, tail = text.rpartition("@")
+    if not sep:
+        return text, None
+    if not tail.isdigit() or not head:
+        raise UserError(f"--edit '{text}': the face track after '@' must be a whole number from 0 "
+                        "(NAME[:STRENGTH][@TRACK], e.g. smile@1; run.json's `faces` lists the tracks)")
+    return head, int(tail)
 
 
 def parse_edit(text: str) -> tuple[str, float]:
@@ -87,7 +101,7 @@ def check_edit_names(texts: list[str], *, demo: bool, generator_path: Path | Non
     for this generator, and that direction files exist. Shapes and StyleSpace layers are checked once it loads."""
     known = set(DEMO_DIRECTIONS if demo else ()) | set(named_direction_files(generator_path))
     for text in texts:
-        name, _ = parse_edit(text)
+        name, _ = parse_edit(split_track(text)[0])
         if name in known or name.startswith("s:"):
             continue
         path = Path(name)
@@ -186,19 +200,22 @@ class DirectionCatalog:
         return sorted(set(self.builtin) | set(self.files))
 
     def resolve(self, text: str) -> Edit:
+        text, track = split_track(text)
         name, strength = parse_edit(text)
+        return Edit(self._direction(name), strength, track)
+
+    def _direction(self, name: str) -> Direction:
         if name in self.builtin:
-            return Edit(self.builtin[name], strength)
+            return self.builtin[name]
         if name in self.files:
-            return Edit(load_direction_file(self.files[name], self.num_ws, self.w_dim, self.style_sizes, name),
-                        strength)
+            return load_direction_file(self.files[name], self.num_ws, self.w_dim, self.style_sizes, name)
         if name.startswith("s:"):
-            return Edit(self._channel(name), strength)
+            return self._channel(name)
         path = Path(name)
         if path.suffix in DIRECTION_SUFFIXES:
             if not path.is_file():
                 raise UserError(f"edit direction file not found: {path}")
-            return Edit(load_direction_file(path, self.num_ws, self.w_dim, self.style_sizes), strength)
+            return load_direction_file(path, self.num_ws, self.w_dim, self.style_sizes)
         raise UserError(unknown_edit_message(name, self.names))
 
     def _channel(self, text: str) -> Direction:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..align.transforms import transform_from_params
 from ..pipeline.batch import FrameBatch
-from ..pipeline.contract import Key
+from ..pipeline.contract import Key, widen
 from ..pipeline.stage import Stage
 from ..pipeline.window import Window, one_batch
 
@@ -131,7 +131,7 @@ class SmoothStage(Stage):
 
     def setup(self) -> None:
         if self.artifacts is not None:
-            self.writer = self.artifacts.open_npy_stream("latents_smoothed.npy")
+            self.writer = self.artifacts.open_track_streams("latents_smoothed")
 
     def __call__(self, batch: FrameBatch) -> FrameBatch | None:
         self._append(batch)
@@ -158,6 +158,13 @@ class SmoothStage(Stage):
         if self.fine_sum is None:
             self.fine_sum = np.zeros(latents[0, :, self.fine_from:].shape, dtype=np.float64)
             self.fine_count = np.zeros(faces, dtype=np.int64)
+        if faces > len(self.fine_count):
+            self._widen(faces)  # a new slot (TrackStage's face axis only grows)
+        if faces < len(self.fine_count):  # a narrower batch: its missing slots are empty
+            faces = len(self.fine_count)
+            valid, track = widen(valid, faces, False), widen(track, faces, -1)
+            latents, angle = widen(latents, faces, np.nan), widen(angle, faces, np.nan)
+            translation, scale = widen(translation, faces, np.nan), widen(scale, faces, np.nan)
         for i in range(n):
             # a face without latents adds nothing (its NaN codes become 0)
             self.fine_sum = self.fine_sum + np.where(valid[i][:, None, None], latents[i, :, self.fine_from:], 0.0)
@@ -170,6 +177,15 @@ class SmoothStage(Stage):
             self.rows["scale"].append(scale[i])
             self.rows["fine_sum"].append(self.fine_sum)
             self.rows["fine_count"].append(self.fine_count)
+
+    def _widen(self, faces: int) -> None:
+        """Give every held row and the running sums `faces` slots; the new slots are empty (no face) so far."""
+        fills = {"latents": np.nan, "valid": False, "track": -1, "angle": np.nan, "translation": np.nan,
+                 "scale": np.nan, "fine_sum": 0.0, "fine_count": 0}
+        for key, fill in fills.items():
+            self.rows[key] = [widen(row[None], faces, fill)[0] for row in self.rows[key]]
+        self.fine_sum = widen(self.fine_sum[None], faces, 0.0)[0]
+        self.fine_count = widen(self.fine_count[None], faces, 0)[0]
 
     def _emit(self, final: bool) -> list[FrameBatch]:
         """Smooth and release the held batches that have `context` frames past them (all of them when `final`)."""
@@ -218,12 +234,17 @@ class SmoothStage(Stage):
                 p[mine] = smooth_valid(params, valid[:, f] & (runs[:, f] == run), self.kernel, centers[mine])
             transforms[:, f] = transform_from_params(p[:, 0], p[:, 1:3], p[:, 3])
         slots = np.shape(batch.data["has_latents"])  # the face axes as they came in
+        faces = int(np.prod(slots[1:]))
+        smoothed, transforms = smoothed[:, :faces], transforms[:, :faces]  # a batch from before the axis grew
         out = batch.replace()
         out.data["latents_smoothed"] = smoothed.astype(np.float32).reshape(slots + latents.shape[2:])
         out.data["transform_smoothed"] = transforms.astype(np.float32).reshape(slots + (3, 3))
         if self.writer is not None:
-            # latents_smoothed.npy keeps its one-face format for now: slot 0 (a later issue adds the face axis)
-            self.writer.write(smoothed[:, 0].astype(np.float32))
+            # latents_smoothed_track<ID>.npy; without tracks, each slot is one track, numbered by its slot
+            has = np.asarray(batch.data["has_latents"], bool).reshape(len(batch), faces)
+            track = (np.asarray(batch.data["track_id"]).reshape(len(batch), faces) if self.tracks
+                     else np.where(has, np.arange(faces)[None, :], -1))
+            self.writer.write(batch.index, track, smoothed.astype(np.float32))
         return out
 
     def _drop_before(self, frame: int) -> None:

@@ -14,11 +14,11 @@ class EditStage(Stage):
 
     ramp: the strength grows linearly from 0 at the first frame to its full value at frame `total_frames - 1`.
     Attaches ws_edit [N,F,num_ws,w_dim] float32 and style_offsets {layer: [N,F,channels]} (empty without S edits):
-    every face slot of a frame gets the frame's strength.
+    every face slot of a frame gets the frame's strength, or, for an edit that names a track (`smile@1`), only the
+    slots holding that track (then `track_id` [N,F] is read).
     """
 
     name = "edit"
-    reads = ("latents_smoothed",)
     writes = (Key("ws_edit", ("num_ws", "w_dim"), "float32", doc="the smoothed codes with the W edits"),
               Key("style_offsets", ("channels",), "float32", doc="StyleSpace edits: {layer: [N, F, channels]}"))
 
@@ -26,6 +26,10 @@ class EditStage(Stage):
         self.edits = edits
         self.ramp = ramp
         self.total_frames = total_frames
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("latents_smoothed",) + (("track_id",) if any(e.track is not None for e in self.edits) else ())
 
     def strengths(self, index: np.ndarray, strength: float) -> np.ndarray:
         if not self.ramp:
@@ -40,6 +44,8 @@ class EditStage(Stage):
         for edit in self.edits:
             # one strength per frame, the same for each of its faces
             k = self.strengths(batch.index, edit.strength).reshape((-1,) + (1,) * (len(faces) - 1))
+            if edit.track is not None:  # only the faces of that track
+                k = k * (np.asarray(batch.data["track_id"]).reshape(faces) == edit.track)
             if edit.direction.w is not None:
                 ws += k[..., None, None] * edit.direction.w
             for layer, d in edit.direction.s.items():

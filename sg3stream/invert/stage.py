@@ -22,28 +22,38 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 class InvertStage(Stage):
     """Reads `aligned` [N,F,S,S,3] uint8, `detected` and `has_quad` [N,F]; attaches `latents` [N,F,num_ws,w_dim]
     float32 (NaN where no face was detected) and `has_latents` [N,F] bool. Every face of the batch, whatever its
-    frame and slot, goes through the encoder in the same calls. Writes `latents.npy` (streamed) to the artifacts."""
+    frame and slot, goes through the encoder in the same calls.
+
+    gated: also read `passthrough` (AlignStage's gate): the faces it names are not inverted.
+    artifacts: writes `latents_track<ID>.npy` per face track (streamed; reads `track_id`)."""
 
     name = "invert"
-    reads = ("aligned", "detected", "has_quad")
     writes = (Key("latents", ("num_ws", "w_dim"), "float32", doc="W+ code of the face; NaN where none"),
               Key("has_latents", (), "bool", doc="the face was inverted: it is rendered and pasted"))
 
-    def __init__(self, inverter, n_iters: int = 3, max_batch: int = 8, artifacts=None):
+    def __init__(self, inverter, n_iters: int = 3, max_batch: int = 8, artifacts=None, gated: bool = False):
         self.inverter = inverter  # sg3stream/models/components.py: chosen once for the run
         self.n_iters = n_iters
         self.max_batch = max_batch
         self.artifacts = artifacts
+        self.gated = gated
         self.writer = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (("aligned", "detected", "has_quad") + (("passthrough",) if self.gated else ())
+                + (("track_id",) if self.artifacts is not None else ()))
 
     def setup(self) -> None:
         if self.artifacts is not None:
-            self.writer = self.artifacts.open_npy_stream("latents.npy")
+            self.writer = self.artifacts.open_track_streams("latents")
 
     @torch.no_grad()
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         g = self.inverter.generator
         sel = np.asarray(batch.data["detected"], bool) & np.asarray(batch.data["has_quad"], bool)  # [N, F]
+        if self.gated:
+            sel &= np.asarray(batch.data["passthrough"]) == 0
         latents = np.full(sel.shape + (g.num_ws, g.w_dim), np.nan, np.float32)
         if sel.any():
             images = to_device(batch.data["aligned"][sel], self.inverter.device)  # the valid (frame, slot) pairs
@@ -55,5 +65,5 @@ class InvertStage(Stage):
         out.data["latents"] = latents
         out.data["has_latents"] = sel
         if self.writer is not None:
-            self.writer.write(latents[:, 0])  # latents.npy keeps its one-face format for now: slot 0
+            self.writer.write(batch.index, np.asarray(batch.data["track_id"]), latents)
         return out

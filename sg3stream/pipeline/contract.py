@@ -76,6 +76,7 @@ class Chain:
         self.sink_reads = tuple(sink_reads)
         self.sink_name = sink_name
         self.picture_queue_size: int | None = None  # batches a queue carrying the pictures holds (None: as any)
+        self.faces = None  # the chain's FaceLedger (sg3stream/align/ledger.py) when its alignment counts tracks
         self.keys: dict[str, Key] = {FRAMES.name: FRAMES}
         for link in self.links:
             for name in link.reads:
@@ -172,3 +173,12 @@ def nbytes(value) -> int:
 def batch_bytes(batch) -> int:
     """Bytes a batch holds: its frames and every data key."""
     return nbytes(batch.frames) + sum(nbytes(v) for v in batch.data.values())
+
+
+def widen(values: np.ndarray, faces: int, fill) -> np.ndarray:
+    """Per-face values [N, F, ...] -> [N, faces, ...], the new slots filled with `fill` (no copy when as wide)."""
+    if values.shape[1] >= faces:
+        return values
+    out = np.full((values.shape[0], faces) + values.shape[2:], fill, dtype=values.dtype)
+    out[:, :values.shape[1]] = values
+    return out

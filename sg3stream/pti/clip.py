@@ -32,18 +32,25 @@ log = logging.getLogger("sg3stream")
 
 class FrameCollector:
     """Sink of pass 1: keeps an evenly spread, bounded subset of the faces (every face slot of a frame that has
-    latents is a sample; the slots are the axes of `has_latents` after the frame axis)."""
+    latents is a sample; the slots are the axes of `has_latents` after the frame axis).
 
-    def __init__(self, max_frames: int):
+    Every face track of the clip is a sample source, so one generator is tuned on several identities (what PTI's
+    multi-identity variant does; the reference tunes on one face); `track` (--pti-track) keeps one track's faces.
+    """
+
+    def __init__(self, max_frames: int, track: int | None = None):
         if max_frames < 1:
             raise UserError("--pti-frames must be at least 1")
         self.max_frames = max_frames
+        self.track = track
         self.stride = 1       # keep every stride-th face
         self.seen = 0         # faces seen so far
         self.kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def __call__(self, batch: FrameBatch) -> None:
         has = np.asarray(batch.data["has_latents"], bool)
+        if self.track is not None:
+            has = has & (np.asarray(batch.data["track_id"]) == self.track)
         for face in map(tuple, np.argwhere(has)):  # (frame, slot) pairs, frame by frame
             transform = batch.data["transform_smoothed"][face]
             latents = batch.data["latents_smoothed"][face]
@@ -59,7 +66,8 @@ class FrameCollector:
 
     def samples(self) -> PTISamples:
         if not self.kept:
-            raise UserError("PTI: no frame with a face to tune the generator on")
+            which = f" of face track {self.track} (--pti-track)" if self.track is not None else ""
+            raise UserError(f"PTI: no frame with a face{which} to tune the generator on")
         pick = np.unique(np.linspace(0, len(self.kept) - 1, min(self.max_frames, len(self.kept))).round().astype(int))
         rows = [self.kept[i] for i in pick]
         return PTISamples(frames=np.array([r[0] for r in rows]), crops=np.stack([r[1] for r in rows]),
@@ -90,7 +98,7 @@ def collect_samples(options, parts) -> PTISamples:
     from ..video.decode import FrameReader
 
     chain = build_chain(options, parts, purpose="pti")
-    collector = FrameCollector(options.pti_frames)
+    collector = FrameCollector(options.pti_frames, track=options.pti_track)
     reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec)
     Pipeline(reader, chain, collector, queue_size=options.queue_size, sink_name="collect",
              stall_timeout_s=options.stall_timeout).run()

@@ -107,28 +107,43 @@ class PasteStage(Stage):
     """Replaces `frames` by the output picture: the edited frame, the edited crop, or input | reconstruction | edit.
 
     `full` pastes every face slot's render into the frame, larger faces last (where two faces overlap, the nearer
-    one is on top). Faces without latents (none, or only bridged over a gap) are passed through unchanged; in the
-    crop modes, which show face slot 0, a frame without it shows its crop region (or the whole frame, letterboxed,
-    when no crop is known).
+    one is on top). Faces without latents (none, bridged over a gap, or passed through by the gate) are left
+    unchanged. The crop modes show one face per frame: the track `track` (`--track N`; then `track_id` is read),
+    or the largest face of each frame when None; where that face is not edited they show its crop region
+    unchanged, and where it has no crop, the whole frame letterboxed.
     """
 
     name = "paste"
     writes = (FRAMES,)
 
     def __init__(self, res: int, expansion: Expansion = Expansion(), mode: Literal["full", "crop", "side-by-side"]
-                 = "full", colour_match: bool = True, in_place: bool = False):
+                 = "full", colour_match: bool = True, in_place: bool = False, track: int | None = None):
         if mode not in OUTPUT_MODES:
             raise ValueError(f"output mode must be one of {OUTPUT_MODES}")
         self.res, self.expansion, self.mode, self.colour_match = res, expansion, mode, colour_match
         # Paste into the batch's own pictures instead of copies: only where nobody else holds them (the chain says
         # so when they were decoded again for the paste); a 4K batch is 200 MB.
         self.in_place = in_place
+        self.track = track
 
     @property
     def reads(self) -> tuple[str, ...]:
         outline = ("face_outline",) if self.mode == "full" else ()  # the blend mask
         recon = ("render_recon",) if self.mode == "side-by-side" else ()
-        return ("frames", "has_latents", "crop_quad", "render") + outline + recon
+        track = ("track_id",) if self.mode != "full" and self.track is not None else ()
+        return ("frames", "has_latents", "crop_quad", "render") + outline + recon + track
+
+    def _shown_slot(self, batch: FrameBatch, i: int) -> int | None:
+        """The face slot the crop modes show in frame i: the chosen track's, else the largest face's."""
+        quads = batch.data["crop_quad"][i]  # [F, 4, 2]
+        if self.track is not None:
+            slots = np.flatnonzero(np.asarray(batch.data["track_id"][i]) == self.track)
+            return int(slots[0]) if len(slots) else None
+        has = np.isfinite(quads).all(axis=(1, 2))
+        if not has.any():
+            return None
+        sides = np.where(has, np.linalg.norm(np.nan_to_num(quads[:, 3] - quads[:, 0]), axis=-1), -1.0)
+        return int(np.argmax(sides))
 
     def _source_crop(self, frame: np.ndarray, quad: np.ndarray) -> np.ndarray:
         h, w = self.expansion.canvas(self.res)
@@ -156,12 +171,14 @@ class PasteStage(Stage):
                                   self.res, self.expansion, colour_match=self.colour_match)
                 frames.append(frame)
                 continue
-            source = self._source_crop(frame, crop_quad[i, 0])
-            edit = batch.data["render"][i, 0] if edited[i, 0] else source
+            k = self._shown_slot(batch, i)
+            source = self._source_crop(frame, crop_quad[i, k] if k is not None else np.full((4, 2), np.nan))
+            shown = k is not None and edited[i, k]
+            edit = batch.data["render"][i, k] if shown else source
             if self.mode == "crop":
                 frames.append(edit)
             else:
-                recon = batch.data["render_recon"][i, 0] if edited[i, 0] else source
+                recon = batch.data["render_recon"][i, k] if shown else source
                 frames.append(np.concatenate([source, recon, edit], axis=1))
         return batch.replace(frames=np.stack(frames))
 
