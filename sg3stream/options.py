@@ -90,7 +90,7 @@ class RunOptions:
     # faces passed through unchanged (counted per track in run.json's `faces`)
     min_face: float = option(48.0, "Faces smaller than this (the aligned quad's side, source pixels) pass through "
                              "unchanged.", low=0)
-    max_yaw: float = option(60.0, "Faces turned further than this from frontal (degrees, estimated from the "
+    max_yaw: float = option(45.0, "Faces turned further than this from frontal (degrees, estimated from the "
                             "landmarks) pass through unchanged.", low=0)
     min_track_frames: int = option(3, "Faces of a track detected in fewer frames than this around a frame (the "
                                    "alignment window) pass through unchanged.", low=1)
