@@ -85,7 +85,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     from .render.expand import Expansion
     from .render.oracle import OracleRenderStage
     from .render.stages import PasteStage, RenderStage
-    from .options import face_slots
+    from .options import MAX_FACES, face_slots
     from .video.redecode import RedecodeStage
     from .video.shots import ShotStage
 
@@ -101,7 +101,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     faces = FaceLedger()  # run.json's `faces`: what the alignment saw of each track
     stages: list[Stage] = [
         ShotStage(),  # first: it reads the pictures, which the landmarks drop when they are decoded again
-        LandmarkStage(workers=options.landmark_workers, max_faces=face_slots(options.faces)),
+        # --faces largest or N: look for as many faces as `all` does and keep the largest
+        LandmarkStage(workers=options.landmark_workers, max_faces=face_slots(options.faces), search_faces=MAX_FACES),
         TrackStage(max_gap=max_gap),
         # With a second decoder the alignment window holds quads, not pictures: the faces are cut from the picture
         # decoded again once their quads are known.

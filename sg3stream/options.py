@@ -86,7 +86,7 @@ class RunOptions:
                        choices=CROPS)
     align_smoothing: float = option(1.0, "Gaussian sigma (frames) smoothing the aligned quads; 0 = off.", low=0)
     faces: str = option("all", f"Faces edited per frame: all (at most {MAX_FACES}), largest (one face) or a number "
-                        "N (at most N).")
+                        "N (the N largest).")
     # faces passed through unchanged (counted per track in run.json's `faces`)
     min_face: float = option(48.0, "Faces smaller than this (the aligned quad's side, source pixels) pass through "
                              "unchanged.", low=0)

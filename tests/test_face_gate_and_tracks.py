@@ -229,3 +229,15 @@ def test_pti_tunes_on_the_track_asked_for():
         missing = FrameCollector(16, track=3)
         missing(batch())
         missing.samples()
+
+
+def test_faces_largest_edits_the_larger_of_two_faces_alone(tmp_path):
+    photo_lm = photo_landmarks()
+    frames, _ = two_face_clip(6, photo_lm)  # slot 1's face is the larger
+    diff, run_json = edit_change(tmp_path, frames, "--faces", "largest")
+    for i in range(6):
+        ys, xs = core(placement(1, i), photo_lm)
+        assert diff[i, ys, xs].mean() > 10, i
+        ys, xs = core(placement(0, i), photo_lm)
+        assert diff[i, ys, xs].mean() < 2.5, i
+    assert len(run_json["faces"]) == 1

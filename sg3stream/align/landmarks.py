@@ -57,19 +57,22 @@ class LandmarkDetector:
     """Mediapipe graphs of one worker: a tracking face mesh, a static mesh and the full-range detector.
 
     `detect_chunk(frames)` runs the mesh in tracking mode over contiguous frames (the tracker is reset at the start
-    of every chunk, so a chunk's result never depends on the chunks before it). The mesh finds up to `max_faces`
-    faces (mediapipe's order); the fallback, for frames where it finds none, finds one.
+    of every chunk, so a chunk's result never depends on the chunks before it). The mesh looks for up to
+    `search_faces` faces (default `max_faces`) and the `max_faces` largest are kept, largest first; the fallback, for
+    frames where it finds none, finds one.
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 fallback: bool = True, fallback_tiles: bool = True, max_faces: int = 1):
+                 fallback: bool = True, fallback_tiles: bool = True, max_faces: int = 1,
+                 search_faces: int | None = None):
         import mediapipe as mp
 
         self.max_faces = max_faces
+        search_faces = max(max_faces, search_faces or max_faces)
         self.fallback = fallback
         self.fallback_tiles = fallback_tiles
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=max_faces, refine_landmarks=True,
+            static_image_mode=False, max_num_faces=search_faces, refine_landmarks=True,
             min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
         self._static_mesh = None
         self._detector = None
@@ -97,8 +100,10 @@ class LandmarkDetector:
             img = np.ascontiguousarray(frames[i])
             res = self._mesh.process(img)
             if res.multi_face_landmarks:
-                for k, face in enumerate(res.multi_face_landmarks[:self.max_faces]):
-                    out[i, k] = _landmarks_to_array(face, w, h)
+                faces = [_landmarks_to_array(face, w, h) for face in res.multi_face_landmarks]
+                faces.sort(key=lambda pts: -np.ptp(pts, axis=0).prod())  # largest landmark box first
+                for k, pts in enumerate(faces[:self.max_faces]):
+                    out[i, k] = pts
                     source[i, k] = SOURCE_MESH
                 prev_fallback = None
                 continue

@@ -107,7 +107,9 @@ class LandmarkStage(Stage):
     fallback: when the mesh finds no face, try the full-range detector and a mesh on the detected region.
     fallback_tiles: let the fallback detector also look at overlapping tiles of the frame (smaller faces, but a
         frame without any face then costs one detector run per tile).
-    max_faces: face slots per frame (F of the per-face keys): the mesh finds up to this many faces.
+    max_faces: face slots per frame (F of the per-face keys): the largest faces the mesh finds, up to this many.
+    search_faces: how many faces the mesh looks for (default `max_faces`): more than `max_faces` keeps the largest
+        of them, at the cost of mediapipe running its detector on frames with fewer faces than that.
     """
 
     name = "landmarks"
@@ -121,12 +123,13 @@ class LandmarkStage(Stage):
 
     def __init__(self, workers: int | None = None, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, fallback: bool = True, fallback_tiles: bool = True,
-                 max_faces: int = 1):
+                 max_faces: int = 1, search_faces: int | None = None):
         if workers is not None and workers < 1:
             raise UserError(f"the landmark worker count must be at least 1 (got {workers})")
         if max_faces < 1:
             raise UserError(f"the number of face slots must be at least 1 (got {max_faces})")
         self.max_faces = int(max_faces)
+        self.search_faces = search_faces
         self.processes = workers or default_workers()
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
@@ -143,7 +146,8 @@ class LandmarkStage(Stage):
         if self._detector is None:
             quiet_native_logs()
             self._detector = LandmarkDetector(self.min_detection_confidence, self.min_tracking_confidence,
-                                              self.fallback, self.fallback_tiles, max_faces=self.max_faces)
+                                              self.fallback, self.fallback_tiles, max_faces=self.max_faces,
+                                              search_faces=self.search_faces)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         self.setup()
