@@ -47,7 +47,8 @@ _END = object()  # the runner thread's last hand-over: the run ended (its error,
 class Face:
     """One face of an edited frame (a face slot of the chain's per-face keys).
 
-    slot: its slot in the frame (0 while one face per frame is followed).
+    slot: its slot in the frame's face axis. track: its face track (the same person from frame to frame, until a
+    cut or a long absence; the number `--edit NAME@TRACK` and run.json's `faces` use).
     quad: [4, 2] the FFHQ-aligned quad in the frame's pixels (corners TL, BL, BR, TR).
     crop_quad: [4, 2] the unaligned square crop the generator renders and the paste puts back.
     transform: [3, 3] the generator's input transform (crop -> aligned coordinates), smoothed over time.
@@ -55,6 +56,7 @@ class Face:
     """
 
     slot: int
+    track: int
     quad: np.ndarray
     crop_quad: np.ndarray
     transform: np.ndarray
@@ -91,7 +93,7 @@ def frames_of(batch: FrameBatch) -> list[EditedFrame]:
         faces = []
         if has is not None:
             for k in np.flatnonzero(np.asarray(has[i], bool).reshape(-1)):
-                faces.append(Face(slot=int(k), quad=data["aligned_quad"][i, k], crop_quad=data["crop_quad"][i, k],
+                faces.append(Face(slot=int(k), track=int(data["track_id"][i, k]), quad=data["aligned_quad"][i, k], crop_quad=data["crop_quad"][i, k],
                                   transform=data["transform_smoothed"][i, k], latent=data["latents_smoothed"][i, k],
                                   edited_latent=data["ws_edit"][i, k]))
         out.append(EditedFrame(image=batch.frames[i], index=int(batch.index[i]), pts=int(batch.pts[i]),

@@ -36,8 +36,8 @@ PTI_SINK_READS = ("crop", "latents_smoothed", "transform_smoothed", "has_latents
 # A farm segment's sink writes the frames and says whether the segment held any face.
 SEGMENT_SINK_READS = ("frames", "has_latents")
 # The Python API (sg3stream/api.py) hands each frame back with its faces: their quads, transforms and codes.
-API_SINK_READS = ("frames", "has_latents", "aligned_quad", "crop_quad", "transform_smoothed", "latents_smoothed",
-                  "ws_edit")
+API_SINK_READS = ("frames", "has_latents", "track_id", "aligned_quad", "crop_quad", "transform_smoothed",
+                  "latents_smoothed", "ws_edit")
 
 
 @dataclass

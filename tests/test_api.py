@@ -41,7 +41,7 @@ def test_edit_gives_frames_of_the_input_size_with_their_faces(editor):
     with_face = [f for f in edited if f.faces]
     assert len(with_face) >= 10
     face = with_face[0].faces[0]
-    assert face.slot == 0 and face.quad.shape == (4, 2) and face.crop_quad.shape == (4, 2)
+    assert face.slot == 0 and face.track == 0 and face.quad.shape == (4, 2) and face.crop_quad.shape == (4, 2)
     assert face.transform.shape == (3, 3) and face.latent.shape == face.edited_latent.shape == (16, 512)
     assert np.abs(face.edited_latent - face.latent).max() > 0  # the edit moved the code
     changed = np.mean([np.abs(f.image.astype(int) - frames[f.index]).mean() for f in with_face])
