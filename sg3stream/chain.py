@@ -55,6 +55,7 @@ class ChainParts:
     edits: list = field(default_factory=list)
     resolution: int = 0
     demo: bool = False
+    recorded: Any = None  # `run --from`: the recorded run (sg3stream/reedit.py) whose faces are edited again
 
 
 def model_batch(options) -> int:
@@ -74,23 +75,62 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         raise ValueError(f"purpose must be one of {PURPOSES}")
     if options.passthrough:
         return Chain([])
+    from .edit.stage import EditStage
+    from .models.oracle import is_oracle_renderer
+    from .render.expand import Expansion
+    from .render.oracle import OracleRenderStage
+    from .render.stages import PasteStage, RenderStage
+    from .video.redecode import RedecodeStage
+
+    batch = model_batch(options)
+    oracle = is_oracle_renderer(parts.renderer)  # --generator oracle: renders the aligned faces at its resolution
+    if parts.recorded is not None:
+        # `run --from`: the faces come from the recorded run, frame by frame; nothing is held, so the pictures ride
+        stages: list[Stage] = [parts.recorded.stage()]
+        redecode, faces = None, None
+    else:
+        stages, faces = face_stages(options, parts, purpose, artifacts, redecode, batch, oracle)
+    if purpose == "pti":
+        return with_faces(Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect"), faces)
+    expansion = Expansion.parse(options.expand)
+    render = OracleRenderStage if oracle else RenderStage
+    stages += [
+        EditStage(parts.edits, ramp=options.edit_ramp, total_frames=total_frames),
+        render(parts.renderer, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
+               with_reconstruction=options.output_mode == "side-by-side"),
+    ]
+    if redecode is not None:
+        stages.append(RedecodeStage(redecode))
+    # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
+    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None,
+                             track=options.track))
+    if parts.demo and options.demo_label:
+        from .render.label import DemoLabelStage
+
+        stages.append(DemoLabelStage(in_place=True))  # the paste's output is always a picture of its own
+    sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
+    chain = Chain(stages, sink_reads=sink_reads)
+    if redecode is not None:
+        # Pictures large enough to decode again are too large to queue: the queues that carry them (to the
+        # landmarks, around the crops, and from the paste's decode on) hold one batch; the light queues between
+        # keep the run's --queue-size.
+        chain.picture_queue_size = 1
+    return with_faces(chain, faces)
+
+
+def face_stages(options, parts: ChainParts, purpose: str, artifacts, redecode, batch: int, oracle: bool):
+    """From the pictures to each face's smoothed code and transform: shots, landmarks, tracks, alignment (and the
+    crops), inversion, smoothing; and the `FaceLedger` the alignment counts the tracks in."""
     from .align import AlignStage, LandmarkStage
     from .align.gate import FaceGate
     from .align.ledger import FaceLedger
     from .align.stages import CropStage, TrackStage
     from .edit.smoothing import SmoothStage
-    from .edit.stage import EditStage
     from .invert.stage import InvertStage
-    from .models.oracle import is_oracle_renderer
-    from .render.expand import Expansion
-    from .render.oracle import OracleRenderStage
-    from .render.stages import PasteStage, RenderStage
     from .options import MAX_FACES, face_slots
     from .video.redecode import RedecodeStage
     from .video.shots import ShotStage
 
-    batch = model_batch(options)
-    oracle = is_oracle_renderer(parts.renderer)  # --generator oracle: renders the aligned faces at its resolution
     artifacts_dir = artifacts.folder if artifacts is not None and purpose == "run" else None
     # The encoder takes 256² aligned crops; PTI supervises the generator at its own resolution, and its crop is
     # PTI's target (the run renders its own); the oracle renders the aligned faces at its resolution.
@@ -118,32 +158,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         SmoothStage(sigma=options.smooth_sigma, fine_from=options.fine_layers, fine_window=options.fine_window,
                     artifacts=artifacts if purpose == "run" else None, tracks=True),
     ]
-    if purpose == "pti":
-        return with_faces(Chain(stages, sink_reads=PTI_SINK_READS, sink_name="collect"), faces)
-    expansion = Expansion.parse(options.expand)
-    render = OracleRenderStage if oracle else RenderStage
-    stages += [
-        EditStage(parts.edits, ramp=options.edit_ramp, total_frames=total_frames),
-        render(parts.renderer, expansion, max_batch=batch, one_call_per_batch=not options.reference_mode,
-               with_reconstruction=options.output_mode == "side-by-side"),
-    ]
-    if redecode is not None:
-        stages.append(RedecodeStage(redecode))
-    # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
-    stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None,
-                             track=options.track))
-    if parts.demo and options.demo_label:
-        from .render.label import DemoLabelStage
-
-        stages.append(DemoLabelStage(in_place=True))  # the paste's output is always a picture of its own
-    sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
-    chain = Chain(stages, sink_reads=sink_reads)
-    if redecode is not None:
-        # Pictures large enough to decode again are too large to queue: the queues that carry them (to the
-        # landmarks, around the crops, and from the paste's decode on) hold one batch; the light queues between
-        # keep the run's --queue-size.
-        chain.picture_queue_size = 1
-    return with_faces(chain, faces)
+    return stages, faces
 
 
 def with_faces(chain: Chain, faces) -> Chain:

@@ -26,6 +26,7 @@ from .options import RunOptions, face_slots, option_fields
 from .pipeline.runner import Pipeline
 from .render.expand import Expansion
 from .render.label import DEMO_METADATA
+from .reedit import RecordedRun, source_identity
 from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path, resolve_codec
@@ -202,11 +203,20 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
     # the container, codec, pixel format, --crf/--preset and the copied streams, tried on two frames in memory
     check_codec(codec, output, crf=options.crf, preset=options.preset, size=(reader.info.width, reader.info.height),
                 streams_from=options.input)
+    total = estimated_frames(reader)
+    source = source_identity(options.input, reader.info.width, reader.info.height, total or 0)
+    recorded = None
+    if options.from_artifacts is not None:  # checked against this input and these options before any model loads
+        if options.pti_steps > 0 or options.passthrough or is_oracle(options.generator):
+            raise UserError("--from re-edits recorded faces: it does not go with --pti-steps, --passthrough or the "
+                            "oracle (tune once with --pti-steps --save-generator, then re-edit with --generator)")
+        recorded = RecordedRun(options.from_artifacts)
+        recorded.check(options, source)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
     writer = pipeline = None
     try:
-        total = estimated_frames(reader)
         parts, edits = load_parts(options, reporter, loaded) if not options.passthrough else (ChainParts(), {})
+        parts.recorded = recorded
         chain = build_chain(options, parts, artifacts=artifacts, total_frames=total,
                             redecode=redecode_reader(options, reader))
         info = reader.info
@@ -240,7 +250,7 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
         raise
     seconds = time.perf_counter() - started
     inverted = next((s.faces for s in stats if s.faces is not None), None)  # the first stage counting faces: invert
-    faces = chain.faces.summary() if chain.faces is not None else []
+    faces = chain.faces.summary() if chain.faces is not None else recorded.run["faces"] if recorded else []
     for edit in parts.edits:
         if edit.track is not None and all(t["id"] != edit.track for t in faces):
             reporter.warning(f"--edit {edit.direction.name}@{edit.track}: no face track {edit.track} in this clip "
@@ -268,6 +278,7 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
             artifacts.write_json("edits.json", edits)
         artifacts.write_json("run.json", {
             **summary,
+            "source": source,  # what a re-edit (`--from`) checks its input against
             "options": options.to_dict(),
             "video": info.to_dict(),
             "warnings": list(reporter.warnings),

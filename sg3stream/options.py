@@ -125,6 +125,9 @@ class RunOptions:
     crf: int = option(18, "Quality for libx264/libx265 (lower is better).")
     preset: str = option("fast", "Encoder speed preset for libx264/libx265.")
     artifacts: Path | None = option(None, "Folder for run.json and the stages' artifacts.")
+    from_artifacts: Path | None = option(None, "Re-edit: reuse the faces (alignment, smoothed codes) of an earlier "
+                                         "run's --artifacts folder on this same input, and run only edit, render, "
+                                         "paste and encode.", flags=("--from", "--from-artifacts"))
     # pivotal tuning of the generator on the clip (sg3stream/pti; a first pass when pti_steps > 0)
     pti_steps: int = option(0, "Pivotal tuning of the generator on the clip, steps (0 = off; the reference uses "
                             "8000). Adds a first pass over the clip.", low=0)

@@ -110,3 +110,25 @@ class AlignmentWriter:
             f.close()
         for p in self._spill.values():
             p.unlink(missing_ok=True)
+
+
+def open_alignment(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """alignment.npz as read-only memory maps, one per key: rows are read from disk as they are indexed, so a long
+    clip's landmarks are never all in memory (the file is stored uncompressed, each member contiguous)."""
+    path = Path(path)
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{path.name}: member {info.filename} is not a stored .npy")
+            f.seek(info.header_offset + 26)  # the local header: its name and extra field lengths, then the data
+            name_len, extra_len = np.frombuffer(f.read(4), "<u2")
+            start = info.header_offset + 30 + int(name_len) + int(extra_len)
+            f.seek(start)
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            out[info.filename[:-4]] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                                                order="F" if fortran else "C")
+    return out

@@ -131,7 +131,9 @@ class SmoothStage(Stage):
 
     def setup(self) -> None:
         if self.artifacts is not None:
-            self.writer = self.artifacts.open_track_streams("latents_smoothed")
+            # what a re-edit (`run --from`) renders again: the smoothed codes and transforms of every track
+            self.writer = (self.artifacts.open_track_streams("latents_smoothed"),
+                           self.artifacts.open_track_streams("transforms_smoothed"))
 
     def __call__(self, batch: FrameBatch) -> FrameBatch | None:
         self._append(batch)
@@ -244,7 +246,8 @@ class SmoothStage(Stage):
             has = np.asarray(batch.data["has_latents"], bool).reshape(len(batch), faces)
             track = (np.asarray(batch.data["track_id"]).reshape(len(batch), faces) if self.tracks
                      else np.where(has, np.arange(faces)[None, :], -1))
-            self.writer.write(batch.index, track, smoothed.astype(np.float32))
+            self.writer[0].write(batch.index, track, smoothed.astype(np.float32))
+            self.writer[1].write(batch.index, track, transforms.astype(np.float32))
         return out
 
     def _drop_before(self, frame: int) -> None:
