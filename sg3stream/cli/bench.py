@@ -12,10 +12,11 @@ from rich.table import Table
 from .app import app
 from .common import DEBUG_HELP, reported_errors
 
-SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory", "fidelity", "eval")
+SECTIONS = ("pipeline", "run", "synthesis", "align", "inversion", "pti", "memory", "fidelity", "eval", "reedit")
 # The speed benches; fidelity (what the pipeline itself loses, bench/fidelity.py: 15 runs and their scoring) and
-# eval (`eval` against `run` on a 720p clip, bench/eval_speed.py) are asked for by name.
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("fidelity", "eval"))
+# eval (`eval` against `run` on a 720p clip, bench/eval_speed.py) and reedit (`run --from` against a full run,
+# bench/reedit.py) are asked for by name.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("fidelity", "eval", "reedit"))
 
 
 def _device() -> str:
@@ -76,6 +77,10 @@ def _run_sections(sections: list[str], frames: int, sizes: tuple[str, ...], batc
         from sg3stream.bench.eval_speed import bench_eval_speed
 
         report["eval"] = bench_eval_speed(frames=frames)
+    if "reedit" in sections:
+        from sg3stream.bench.reedit import bench_reedit
+
+        report["reedit"] = bench_reedit(frames=frames)
     return report
 
 
@@ -154,6 +159,11 @@ def print_report(report: dict, console: Console) -> None:
             console.print(f"note: {report['run']['note']}", highlight=False)
     if report.get("memory"):
         _print_memory(report["memory"], console)
+    if report.get("reedit"):
+        r = report["reedit"]
+        console.print(f"\n[bold]re-edit from artifacts, {r['clip']}:[/] full run {r['full_s']:.1f} s, `--from` "
+                      f"{r['reedit_s']:.1f} s: {r['full_over_reedit']:.1f}x faster; equal to a full run with its "
+                      f"edit: {r['reedit_equals_full_run']}", highlight=False)
     if report.get("eval"):
         e = report["eval"]
         console.print(f"\n[bold]eval against run, {e['clip']}:[/] run {e['run_s']:.1f} s; eval {e['eval_s']:.1f} s "
