@@ -102,13 +102,15 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if redecode is not None:
         stages.append(RedecodeStage(redecode))
     # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
+    matte = options.matte is not None and purpose == "run"  # --matte: the paste's blend weights go to the sink
     stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None,
-                             track=options.track))
+                             track=options.track, matte=matte))
     if parts.demo and options.demo_label:
         from .render.label import DemoLabelStage
 
         stages.append(DemoLabelStage(in_place=True))  # the paste's output is always a picture of its own
-    sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",))
+    sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",) + (
+        ("matte",) if matte else ()))
     chain = Chain(stages, sink_reads=sink_reads)
     if redecode is not None:
         # Pictures large enough to decode again are too large to queue: the queues that carry them (to the

@@ -30,6 +30,7 @@ from .reedit import RecordedRun, source_identity
 from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path, resolve_codec
+from .video.matte import MatteWriter, check_matte
 
 log = logging.getLogger("sg3stream")
 
@@ -212,8 +213,12 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
                             "oracle (tune once with --pti-steps --save-generator, then re-edit with --generator)")
         recorded = RecordedRun(options.from_artifacts)
         recorded.check(options, source)
+    if options.matte is not None:
+        if options.output_mode != "full":
+            raise UserError("--matte goes with --output-mode full (the matte is the blend into the full frame)")
+        check_matte(options.matte, options.matte_depth, output)
     artifacts = Artifacts(options.artifacts) if options.artifacts else None
-    writer = pipeline = None
+    writer = pipeline = matte = None
     try:
         parts, edits = load_parts(options, reporter, loaded) if not options.passthrough else (ChainParts(), {})
         parts.recorded = recorded
@@ -223,8 +228,15 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
         writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                              codec=codec, crf=options.crf, preset=options.preset, colour=info.colour,
                              metadata=DEMO_METADATA if parts.demo else None)
+        sink = writer.write
+        if options.matte is not None and chain.stages:
+            matte = MatteWriter(options.matte, time_base=info.time_base, rate=info.fps, depth=options.matte_depth)
+
+            def sink(batch) -> None:
+                writer.write(batch)
+                matte.write(batch.data["matte"], batch.pts, batch.time_base)
         budget = frame_budget(options, chain)
-        pipeline = Pipeline(reader, chain, writer.write, queue_size=options.queue_size,
+        pipeline = Pipeline(reader, chain, sink, queue_size=options.queue_size,
                             sequential=options.reference_mode, stall_timeout_s=options.stall_timeout,
                             max_frames_in_flight=budget)
         started = time.perf_counter()
@@ -237,7 +249,14 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
         reporter.start(total, f"{Path(options.input).name}")
         try:
             stats = pipeline.run(on_tick=tick)
-            writer.commit()
+            if matte is not None:
+                matte.commit()
+            try:
+                writer.commit()
+            except BaseException:
+                if matte is not None:  # both files or neither
+                    matte.path.unlink(missing_ok=True)
+                raise
         finally:
             reporter.close()
     except BaseException:
@@ -245,6 +264,8 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
             writer.tmp.unlink(missing_ok=True)  # the run gave up on a write in progress: closing under it could crash
         elif writer is not None:
             writer.abort()
+        if matte is not None:
+            matte.abort()
         if artifacts is not None:
             artifacts.abort()
         raise

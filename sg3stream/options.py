@@ -125,6 +125,10 @@ class RunOptions:
     crf: int = option(18, "Quality for libx264/libx265 (lower is better).")
     preset: str = option("fast", "Encoder speed preset for libx264/libx265.")
     artifacts: Path | None = option(None, "Folder for run.json and the stages' artifacts.")
+    matte: Path | None = option(None, "Also write the paste's blend mask, frame by frame, aligned with the output "
+                                "(.mkv or .mov, lossless FFV1, grey): 0 where the output is the input, 1 where it is "
+                                "the edited face.")
+    matte_depth: int = option(16, "Bits of the matte: 16 or 8.", choices=(16, 8))
     from_artifacts: Path | None = option(None, "Re-edit: reuse the faces (alignment, smoothed codes) of an earlier "
                                          "run's --artifacts folder on this same input, and run only edit, render, "
                                          "paste and encode.", flags=("--from", "--from-artifacts"))

@@ -43,3 +43,40 @@ def test_a_re_edit_refuses_another_input_and_options_that_made_other_faces(tmp_p
     refused = run(clip, "-o", tmp_path / "b.mp4", "--from", tmp_path / "nothing", code=1)
     assert "not a run's artifacts folder" in refused.output
     assert not (tmp_path / "b.mp4").exists()
+
+
+def test_the_matte_is_the_blend_frame_by_frame_and_only_the_face_changes(tmp_path):
+    import av
+
+    clip = write_clip(tmp_path / "in.mp4", face_frames(6, 320, 240, blank=(3,), cycle=48), fps=25, audio=None)
+    run(clip, "-o", tmp_path / "out.mkv", "--edit", "smile:8", "--codec", "ffv1", "--matte", tmp_path / "m.mkv",
+        "--artifacts", tmp_path / "art")
+    with av.open(str(tmp_path / "m.mkv")) as c:
+        stream = c.streams.video[0]
+        frames = [f for f in c.decode(stream)]
+        assert stream.codec_context.name == "ffv1" and frames[0].format.name == "gray16le"
+        matte = np.stack([f.to_ndarray() for f in frames]).astype(float) / 65535
+        times = [round(float(f.time), 3) for f in frames]
+    with av.open(str(clip)) as c:  # aligned with the input and the output, frame by frame
+        assert times == [round(float(f.time), 3) for f in c.decode(c.streams.video[0])]
+    source, out = decode(clip), decode(tmp_path / "out.mkv")
+    alignment = np.load(tmp_path / "art" / "alignment.npz")
+    for i in range(6):
+        if i == 3:  # no face: nothing blended
+            assert matte[i].max() == 0
+            continue
+        landmarks = alignment["landmarks"][i, 0]
+        x, y = np.nanmean(landmarks, axis=0).astype(int)
+        assert matte[i, y, x] > 0.99  # the face's centre: all edit
+        assert matte[i, :10].max() == 0 and matte[i, :, :10].max() == 0  # far away: all input
+        changed = np.abs(out[i].astype(int) - source[i].astype(int)).mean(axis=-1)
+        assert changed[matte[i] == 0].mean() < 1.0 < changed[matte[i] > 0.99].mean()
+
+
+def test_a_matte_refuses_what_it_cannot_write(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", face_frames(2, 160, 120), fps=25, audio=None)
+    refused = run(clip, "-o", tmp_path / "o.mp4", "--matte", tmp_path / "m.mp4", code=1)
+    assert "FFV1 into .mkv or .mov" in refused.output
+    refused = run(clip, "-o", tmp_path / "o.mp4", "--matte", tmp_path / "m.mkv", "--output-mode", "crop", code=1)
+    assert "--output-mode full" in refused.output
+    assert not (tmp_path / "o.mp4").exists()

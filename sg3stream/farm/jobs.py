@@ -30,6 +30,7 @@ from ..options import RunOptions, aliases, checked_value
 UNSUPPORTED = {
     "artifacts": "artifacts are not supported by the farm (they would be split across segments)",
     "from_artifacts": "re-edits (--from) are not supported by the farm (it records no artifacts)",
+    "matte": "mattes are not supported by the farm yet (its segments would need joining)",
     "reference_mode": "reference_mode is a single-process speed comparison, not supported by the farm",
     # PTI tunes one generator on the whole clip before rendering: not split across workers yet.
     "pti_steps": "PTI is not supported by the farm yet: tune with `sg3stream run --pti-steps N --save-generator "

@@ -62,10 +62,11 @@ def match_colour(render: np.ndarray, frame: np.ndarray, weight: np.ndarray) -> n
 
 def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,
           expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04,
-          out: np.ndarray | None = None) -> np.ndarray:
+          out: np.ndarray | None = None, matte: np.ndarray | None = None) -> np.ndarray:
     """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8 (into `out` when given, which may be
     `frame` itself: no copy of the picture); pixels outside the face mask (around the outline [K,2]: the face's
-    landmarks or their hull) are untouched."""
+    landmarks or their hull) are untouched. `matte` [H,W] uint16: where the blend's weight is written (0-65535),
+    kept where it is larger already (another face's)."""
     height, width = frame.shape[:2]
     affine = render_to_frame(crop_quad, res, expansion)
     rh, rw = render.shape[:2]
@@ -86,6 +87,8 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     coverage = cv2.erode(coverage, np.ones((3, 3), np.uint8))
     local = outline - (x0, y0)
     alpha = face_mask((size[1], size[0]), local, dilate, feather) * coverage
+    if matte is not None:
+        np.maximum(matte[y0:y1, x0:x1], np.rint(alpha * 65535).astype(np.uint16), out=matte[y0:y1, x0:x1])
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     out_roi = warped.astype(np.float32)
     if colour_match:

@@ -114,10 +114,10 @@ class PasteStage(Stage):
     """
 
     name = "paste"
-    writes = (FRAMES,)
 
     def __init__(self, res: int, expansion: Expansion = Expansion(), mode: Literal["full", "crop", "side-by-side"]
-                 = "full", colour_match: bool = True, in_place: bool = False, track: int | None = None):
+                 = "full", colour_match: bool = True, in_place: bool = False, track: int | None = None,
+                 matte: bool = False):
         if mode not in OUTPUT_MODES:
             raise ValueError(f"output mode must be one of {OUTPUT_MODES}")
         self.res, self.expansion, self.mode, self.colour_match = res, expansion, mode, colour_match
@@ -125,6 +125,7 @@ class PasteStage(Stage):
         # so when they were decoded again for the paste); a 4K batch is 200 MB.
         self.in_place = in_place
         self.track = track
+        self.matte = matte and mode == "full"  # `matte` [N,H,W] uint16: the blend weights of every face (--matte)
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -132,6 +133,11 @@ class PasteStage(Stage):
         recon = ("render_recon",) if self.mode == "side-by-side" else ()
         track = ("track_id",) if self.mode != "full" and self.track is not None else ()
         return ("frames", "has_latents", "crop_quad", "render") + outline + recon + track
+
+    @property
+    def writes(self) -> tuple[Key, ...]:
+        matte = Key("matte", ("H", "W"), "uint16", per_face=False, doc="the blend's weight, 0-65535 (--matte)")
+        return (FRAMES,) + ((matte,) if self.matte else ())
 
     def _shown_slot(self, batch: FrameBatch, i: int) -> int | None:
         """The face slot the crop modes show in frame i: the chosen track's, else the largest face's."""
@@ -156,19 +162,22 @@ class PasteStage(Stage):
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         edited = np.asarray(batch.data["has_latents"], bool)  # [N, F]
         crop_quad = batch.data["crop_quad"]
+        mattes = np.zeros(batch.frames.shape[:3], np.uint16) if self.matte else None
         if self.mode == "full" and self.in_place:
             frames = batch.frames
             for i in range(len(frames)):
                 for k in paste_order(crop_quad[i], edited[i]):
                     paste(frames[i], batch.data["render"][i, k], crop_quad[i, k], batch.data["face_outline"][i, k],
-                          self.res, self.expansion, colour_match=self.colour_match, out=frames[i])
-            return batch.replace(frames=frames)
+                          self.res, self.expansion, colour_match=self.colour_match, out=frames[i],
+                          matte=mattes[i] if mattes is not None else None)
+            return self._with_matte(batch.replace(frames=frames), mattes)
         frames = []
         for i, frame in enumerate(batch.frames):
             if self.mode == "full":
                 for k in paste_order(crop_quad[i], edited[i]):
                     frame = paste(frame, batch.data["render"][i, k], crop_quad[i, k], batch.data["face_outline"][i, k],
-                                  self.res, self.expansion, colour_match=self.colour_match)
+                                  self.res, self.expansion, colour_match=self.colour_match,
+                                  matte=mattes[i] if mattes is not None else None)
                 frames.append(frame)
                 continue
             k = self._shown_slot(batch, i)
@@ -180,7 +189,13 @@ class PasteStage(Stage):
             else:
                 recon = batch.data["render_recon"][i, k] if shown else source
                 frames.append(np.concatenate([source, recon, edit], axis=1))
-        return batch.replace(frames=np.stack(frames))
+        return self._with_matte(batch.replace(frames=np.stack(frames)), mattes)
+
+    @staticmethod
+    def _with_matte(batch: FrameBatch, mattes: np.ndarray | None) -> FrameBatch:
+        if mattes is not None:
+            batch.data["matte"] = mattes
+        return batch
 
 
 def paste_order(crop_quads: np.ndarray, edited: np.ndarray) -> list[int]:
