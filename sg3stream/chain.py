@@ -102,7 +102,8 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if redecode is not None:
         stages.append(RedecodeStage(redecode))
     # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
-    matte = options.matte is not None and purpose == "run"  # --matte: the paste's blend weights go to the sink
+    # --matte (and the layer mode's alpha): the paste's blend weights go to the sink
+    matte = (options.matte is not None or options.output_mode == "layer") and purpose == "run"
     stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None,
                              track=options.track, matte=matte))
     if parts.demo and options.demo_label:

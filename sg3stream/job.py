@@ -29,7 +29,7 @@ from .render.label import DEMO_METADATA
 from .reedit import RecordedRun, source_identity
 from .report import Reporter
 from .video.decode import FrameReader
-from .video.encode import VideoWriter, check_codec, check_output_path, resolve_codec
+from .video.encode import VideoWriter, check_codec, check_output_path, layer_codec, resolve_codec
 from .video.matte import MatteWriter, check_matte
 
 log = logging.getLogger("sg3stream")
@@ -198,7 +198,7 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
     """`sg3stream run`, and `sg3stream.Editor.run` (which hands in its `loaded` models)."""
     check_options(options)
     output = check_output_path(options.output, options.input)
-    codec = resolve_codec(options.codec)
+    codec = layer_codec(output) if options.output_mode == "layer" else resolve_codec(options.codec)
     check_codec(codec)
     reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec)
     # the container, codec, pixel format, --crf/--preset and the copied streams, tried on two frames in memory
@@ -227,7 +227,8 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
         info = reader.info
         writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
                              codec=codec, crf=options.crf, preset=options.preset, colour=info.colour,
-                             metadata=DEMO_METADATA if parts.demo else None)
+                             metadata=DEMO_METADATA if parts.demo else None,
+                             alpha=options.output_mode == "layer" and bool(chain.stages))
         sink = writer.write
         if options.matte is not None and chain.stages:
             matte = MatteWriter(options.matte, time_base=info.time_base, rate=info.fps, depth=options.matte_depth)

@@ -28,7 +28,7 @@ from .errors import UserError
 DECODERS = ("pyav", "decord")
 HWDEC = ("auto", "cuda", "none")
 ENGINES = ("torch", "onnx", "tensorrt")
-OUTPUT_MODES = ("full", "crop", "side-by-side")
+OUTPUT_MODES = ("full", "crop", "side-by-side", "layer")
 CROPS = ("smooth", "fixed")
 REDECODE = ("auto", "on", "off")
 
@@ -70,8 +70,10 @@ class RunOptions:
     edit_ramp: bool = option(False, "Ramp the edits' strength from 0 to full over the clip.")
     # rendering and output
     expand: str | None = option(None, "Field-of-view expansion LEFT,RIGHT,TOP,BOTTOM in generator pixels.")
-    output_mode: str = option("full", "full (the edited frame), crop (the edited crop) or side-by-side "
-                              "(input | reconstruction | edit).", choices=OUTPUT_MODES)
+    output_mode: str = option("full", "full (the edited frame), crop (the edited crop), side-by-side "
+                              "(input | reconstruction | edit) or layer (the edited faces alone, premultiplied, with "
+                              "alpha: ProRes 4444 in .mov or FFV1 RGBA in .mkv, to comp over the input).",
+                              choices=OUTPUT_MODES)
     # models
     encoder: str | None = option(None, "ReStyle encoder checkpoint (path or cached name); default: demo.")
     generator: str | None = option(None, "Generator overriding the encoder's (path, cached name or demo).")

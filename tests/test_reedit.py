@@ -80,3 +80,29 @@ def test_a_matte_refuses_what_it_cannot_write(tmp_path):
     refused = run(clip, "-o", tmp_path / "o.mp4", "--matte", tmp_path / "m.mkv", "--output-mode", "crop", code=1)
     assert "--output-mode full" in refused.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_the_layer_output_comped_over_the_input_is_the_full_output(tmp_path):
+    import av
+
+    clip = write_clip(tmp_path / "in.mp4", face_frames(5, 320, 240, cycle=48), fps=25, audio=None)
+    run(clip, "-o", tmp_path / "full.mkv", "--edit", "smile:8", "--codec", "ffv1", "--matte", tmp_path / "m.mkv")
+    run(clip, "-o", tmp_path / "layer.mkv", "--edit", "smile:8", "--output-mode", "layer")
+    with av.open(str(tmp_path / "layer.mkv")) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+        rgba = np.stack([f.to_ndarray(format="rgba") for f in c.decode(video=0)]).astype(float)
+    with av.open(str(tmp_path / "m.mkv")) as c:
+        matte = np.stack([f.to_ndarray() for f in c.decode(video=0)]).astype(float) / 65535
+    source, full = decode(clip).astype(float), decode(tmp_path / "full.mkv").astype(float)
+    alpha = rgba[..., 3:] / 255
+    np.testing.assert_allclose(alpha[..., 0], matte, atol=1 / 255 + 1e-6)  # one face: its alpha is the matte
+    comp = rgba[..., :3] + source * (1 - alpha)  # "over", premultiplied
+    face = matte > 0.5
+    assert np.abs(comp - full).mean(axis=-1)[face].mean() < 1.5  # the full output, up to YUV rounding
+    assert np.abs(comp - full).mean() < 1.0 and rgba[..., :3][matte == 0].max() == 0  # nothing outside the face
+
+
+def test_the_layer_output_needs_a_container_with_alpha(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", face_frames(2, 160, 120), fps=25, audio=None)
+    refused = run(clip, "-o", tmp_path / "o.mp4", "--output-mode", "layer", code=1)
+    assert "ProRes 4444 in .mov or FFV1 in .mkv" in refused.output

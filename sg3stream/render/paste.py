@@ -67,6 +67,25 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     `frame` itself: no copy of the picture); pixels outside the face mask (around the outline [K,2]: the face's
     landmarks or their hull) are untouched. `matte` [H,W] uint16: where the blend's weight is written (0-65535),
     kept where it is larger already (another face's)."""
+    layer = face_layer(frame, render, crop_quad, outline, res, expansion, colour_match, dilate, feather)
+    if out is None:
+        out = frame.copy()
+    elif out is not frame:
+        out[...] = frame
+    if layer is None:
+        return out
+    region, face, alpha = layer
+    if matte is not None:
+        np.maximum(matte[region], np.rint(alpha * 65535).astype(np.uint16), out=matte[region])
+    roi = frame[region].astype(np.float32)
+    out[region] = np.clip(np.rint(roi + (face - roi) * alpha[..., None]), 0, 255).astype(np.uint8)
+    return out
+
+
+def face_layer(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,
+               expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04):
+    """What paste blends: (the region of the frame it covers (a pair of slices), the render warped there and
+    colour-matched to `frame` [h,w,3] float32, its weight [h,w] float32 in [0, 1]); None where it lands outside."""
     height, width = frame.shape[:2]
     affine = render_to_frame(crop_quad, res, expansion)
     rh, rw = render.shape[:2]
@@ -74,9 +93,7 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
     x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, (width, height))
     if x1 <= x0 or y1 <= y0:
-        if out is not None and out is not frame:
-            out[...] = frame
-        return frame if out is None else out
+        return None
     shifted = affine.copy()
     shifted[:, 2] -= (x0, y0)
     size = (int(x1 - x0), int(y1 - y0))
@@ -87,16 +104,8 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     coverage = cv2.erode(coverage, np.ones((3, 3), np.uint8))
     local = outline - (x0, y0)
     alpha = face_mask((size[1], size[0]), local, dilate, feather) * coverage
-    if matte is not None:
-        np.maximum(matte[y0:y1, x0:x1], np.rint(alpha * 65535).astype(np.uint16), out=matte[y0:y1, x0:x1])
-    roi = frame[y0:y1, x0:x1].astype(np.float32)
-    out_roi = warped.astype(np.float32)
+    region = (slice(y0, y1), slice(x0, x1))
+    face = warped.astype(np.float32)
     if colour_match:
-        out_roi = match_colour(out_roi, roi, alpha)
-    blended = roi + (out_roi - roi) * alpha[..., None]
-    if out is None:
-        out = frame.copy()
-    elif out is not frame:
-        out[...] = frame
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return out
+        face = match_colour(face, frame[region].astype(np.float32), alpha)
+    return region, face, alpha

@@ -17,9 +17,9 @@ from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import FRAMES, Key
 from ..pipeline.stage import Stage
 from .expand import Expansion, render_expanded
-from .paste import paste, render_to_frame
+from .paste import face_layer, paste, render_to_frame
 
-OUTPUT_MODES = ("full", "crop", "side-by-side")
+OUTPUT_MODES = ("full", "crop", "side-by-side", "layer")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -125,11 +125,12 @@ class PasteStage(Stage):
         # so when they were decoded again for the paste); a 4K batch is 200 MB.
         self.in_place = in_place
         self.track = track
-        self.matte = matte and mode == "full"  # `matte` [N,H,W] uint16: the blend weights of every face (--matte)
+        # `matte` [N,H,W] uint16: the blend weights of every face (--matte), and the alpha of the layer mode
+        self.matte = (matte and mode == "full") or mode == "layer"
 
     @property
     def reads(self) -> tuple[str, ...]:
-        outline = ("face_outline",) if self.mode == "full" else ()  # the blend mask
+        outline = ("face_outline",) if self.mode in ("full", "layer") else ()  # the blend mask
         recon = ("render_recon",) if self.mode == "side-by-side" else ()
         track = ("track_id",) if self.mode != "full" and self.track is not None else ()
         return ("frames", "has_latents", "crop_quad", "render") + outline + recon + track
@@ -171,6 +172,8 @@ class PasteStage(Stage):
                           self.res, self.expansion, colour_match=self.colour_match, out=frames[i],
                           matte=mattes[i] if mattes is not None else None)
             return self._with_matte(batch.replace(frames=frames), mattes)
+        if self.mode == "layer":
+            return self._layers(batch, edited, mattes)
         frames = []
         for i, frame in enumerate(batch.frames):
             if self.mode == "full":
@@ -190,6 +193,29 @@ class PasteStage(Stage):
                 recon = batch.data["render_recon"][i, k] if shown else source
                 frames.append(np.concatenate([source, recon, edit], axis=1))
         return self._with_matte(batch.replace(frames=np.stack(frames)), mattes)
+
+    def _layers(self, batch: FrameBatch, edited: np.ndarray, alphas: np.ndarray) -> FrameBatch:
+        """--output-mode layer: each frame's edited faces alone, premultiplied by their alpha (`matte`), so that
+        layer + input x (1 - alpha) is the full output: the faces are laid one over the other as the full mode
+        pastes them (smaller first, each colour-matched to the frame as pasted so far)."""
+        layers = np.zeros_like(batch.frames)
+        for i, frame in enumerate(batch.frames):
+            pasted = frame.copy()
+            colour = np.zeros(frame.shape, np.float32)
+            alpha = np.zeros(frame.shape[:2], np.float32)
+            for k in paste_order(batch.data["crop_quad"][i], edited[i]):
+                layer = face_layer(pasted, batch.data["render"][i, k], batch.data["crop_quad"][i, k],
+                                   batch.data["face_outline"][i, k], self.res, self.expansion, self.colour_match)
+                if layer is None:
+                    continue
+                region, face, a = layer
+                roi = pasted[region].astype(np.float32)
+                pasted[region] = np.clip(np.rint(roi + (face - roi) * a[..., None]), 0, 255).astype(np.uint8)
+                colour[region] = colour[region] * (1 - a[..., None]) + face * a[..., None]  # "over"
+                alpha[region] = alpha[region] * (1 - a) + a
+            layers[i] = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
+            alphas[i] = np.rint(alpha * 65535).astype(np.uint16)
+        return self._with_matte(batch.replace(frames=layers), alphas)
 
     @staticmethod
     def _with_matte(batch: FrameBatch, mattes: np.ndarray | None) -> FrameBatch:

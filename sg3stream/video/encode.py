@@ -160,6 +160,20 @@ def pixel_format(codec: str, width: int, height: int) -> str:
     return formats[0]
 
 
+# The layer mode's codecs (with alpha), by container, and their pixel formats
+LAYER_CODECS = {".mov": "prores_ks", ".mkv": "ffv1"}
+ALPHA_FORMATS = {"prores_ks": "yuva444p10le", "ffv1": "bgra"}
+
+
+def layer_codec(output: str | os.PathLike) -> str:
+    """The codec with alpha for `--output-mode layer` by the output's container: ProRes 4444 (.mov), FFV1 (.mkv)."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in LAYER_CODECS:
+        raise UserError(f"--output-mode layer writes alpha: ProRes 4444 in .mov or FFV1 in .mkv "
+                        f"(not {suffix or 'no extension'})")
+    return LAYER_CODECS[suffix]
+
+
 def temporary_path(output: Path) -> Path:
     """Hidden sibling of the output (same folder, so the final rename is atomic)."""
     return output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
@@ -322,11 +336,13 @@ class VideoWriter:
     `audio_from`: the input, whose audio, subtitle and data streams are copied. `colour`: the input's colour
     (VideoInfo.colour); None: what players assume for the frame size. `metadata`: container-level tags.
     `into`: a file object to write instead of the output (check_codec's trial in memory).
+    `alpha`: the batches carry an alpha (`matte` [N,H,W] uint16, the layer mode's), encoded with the colour: ProRes
+    4444 (`prores_ks`) or FFV1 RGBA (`ffv1`), the codecs `layer_codec` picks.
     """
 
     def __init__(self, output: str | os.PathLike, *, time_base: Fraction, rate: float, audio_from=None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast", colour: dict[str, str] | None = None,
-                 metadata: dict[str, str] | None = None, into=None):
+                 metadata: dict[str, str] | None = None, into=None, alpha: bool = False):
         self.output = Path(output)
         self.tmp = temporary_path(self.output)
         self.time_base = time_base
@@ -336,6 +352,7 @@ class VideoWriter:
         self.colour = colour
         self.metadata = dict(metadata or {})
         self.into = into
+        self.alpha = alpha
         self.container = None
         self.stream = None
         self.audio = None  # the StreamCopier (audio, subtitles, data)
@@ -358,13 +375,15 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise UserError(f"unknown or unavailable video codec '{self.codec}' ({e})") from e
         stream.width, stream.height = width, height
-        stream.pix_fmt = pixel_format(self.codec, width, height)
+        stream.pix_fmt = ALPHA_FORMATS[self.codec] if self.alpha else pixel_format(self.codec, width, height)
         if stream.pix_fmt == "yuv444p" and (width % 2 or height % 2) and self.into is None:
             # keep the exact size and lose no pixel rather than pad or crop
             log.warning("odd frame size %dx%d: encoding yuv444p instead of yuv420p", width, height)
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
-        if self.codec in CRF_CODECS:
+        if self.alpha and self.codec == "prores_ks":
+            stream.options = {"profile": "4"}  # 4444: the one with alpha
+        elif self.codec in CRF_CODECS:
             stream.options = {"crf": str(self.crf), "preset": self.preset}
         elif self.codec in NVENC_CODECS:
             stream.options = {"rc": "vbr", "cq": str(self.crf), "preset": "p4"}
@@ -396,8 +415,12 @@ class VideoWriter:
         elif (width, height) != self.size:  # the encoder would stretch them silently
             raise UserError(f"frames {batch.index[0]}-{batch.index[-1]} are {width}x{height}, the output is "
                             f"{self.size[0]}x{self.size[1]}: sg3stream needs one frame size per clip")
-        for image, pts in zip(batch.frames, batch.pts):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(**self.convert)
+        alphas = batch.data["matte"] if self.alpha else [None] * len(batch)
+        for image, alpha, pts in zip(batch.frames, alphas, batch.pts):
+            if alpha is not None:  # 16-bit weights to 8 bits, rounded
+                image = np.dstack([image, ((alpha.astype(np.uint32) + 128) // 257).astype(np.uint8)])
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgba" if alpha is not None
+                                               else "rgb24").reformat(**self.convert)
             for attribute, value in self.frame_tags.items():
                 setattr(frame, attribute, value)
             frame.pts = int(pts)
