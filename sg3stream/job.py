@@ -205,7 +205,9 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
     check_codec(codec, output, crf=options.crf, preset=options.preset, size=(reader.info.width, reader.info.height),
                 streams_from=options.input)
     total = estimated_frames(reader)
-    source = source_identity(options.input, reader.info.width, reader.info.height, total or 0)
+    source = None  # what identifies the input, for run.json and `--from`
+    if options.artifacts or options.from_artifacts:
+        source = source_identity(options.input, reader.info.width, reader.info.height, total or 0)
     recorded = None
     if options.from_artifacts is not None:  # checked against this input and these options before any model loads
         if options.pti_steps > 0 or options.passthrough or is_oracle(options.generator):
