@@ -37,17 +37,23 @@ def face_model() -> np.ndarray:
         return np.load(f).astype(np.float64)
 
 
+@functools.lru_cache(maxsize=1)
+def _model_pinv() -> np.ndarray:
+    """The centred model's pseudo-inverse, [3, 478]: the least-squares fit of any landmarks is one product with it."""
+    model = face_model()
+    return np.linalg.pinv(model - model.mean(axis=0))
+
+
 def yaw_degrees(landmarks: np.ndarray) -> np.ndarray:
     """Landmarks [..., 478, 2] -> how far each face is turned from frontal, [...] degrees in [0, 90]; NaN where
     the landmarks are NaN. Roll and scale do not change it (the fit absorbs them)."""
-    model = face_model()
     lm = np.asarray(landmarks, np.float64)
     flat = lm.reshape(-1, lm.shape[-2], 2)
     out = np.full(len(flat), np.nan)
     ok = np.isfinite(flat).all(axis=(1, 2))
     if ok.any():
         # pts - mean = centred_model @ m, m [3, 2]: its columns are the scaled first two rows of the head's rotation
-        pinv = np.linalg.pinv(model - model.mean(axis=0))  # [3, 478]
+        pinv = _model_pinv()  # [3, 478]
         pts = flat[ok] - flat[ok].mean(axis=1, keepdims=True)
         m = pinv @ pts  # [n, 3, 2]
         r1 = m[..., 0] / np.linalg.norm(m[..., 0], axis=-1, keepdims=True)
