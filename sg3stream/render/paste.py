@@ -77,9 +77,15 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     region, face, alpha = layer
     if matte is not None:
         np.maximum(matte[region], np.rint(alpha * 65535).astype(np.uint16), out=matte[region])
+    blend_into(out, frame, region, face, alpha)
+    return out
+
+
+def blend_into(out: np.ndarray, frame: np.ndarray, region, face: np.ndarray, alpha: np.ndarray) -> None:
+    """out[region] = frame[region] blended towards `face` by `alpha` (a `face_layer`), rounded to uint8; `out` may
+    be `frame`."""
     roi = frame[region].astype(np.float32)
     out[region] = np.clip(np.rint(roi + (face - roi) * alpha[..., None]), 0, 255).astype(np.uint8)
-    return out
 
 
 def face_layer(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,

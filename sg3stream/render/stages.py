@@ -17,7 +17,7 @@ from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import FRAMES, Key
 from ..pipeline.stage import Stage
 from .expand import Expansion, render_expanded
-from .paste import face_layer, paste, render_to_frame
+from .paste import blend_into, face_layer, paste, render_to_frame
 
 OUTPUT_MODES = ("full", "crop", "side-by-side", "layer")
 
@@ -199,18 +199,19 @@ class PasteStage(Stage):
         layer + input x (1 - alpha) is the full output: the faces are laid one over the other as the full mode
         pastes them (smaller first, each colour-matched to the frame as pasted so far)."""
         layers = np.zeros_like(batch.frames)
+        colour = np.empty(batch.frames.shape[1:], np.float32)  # one frame's, reused for every frame of the batch
+        alpha = np.empty(batch.frames.shape[1:3], np.float32)
         for i, frame in enumerate(batch.frames):
             pasted = frame.copy()
-            colour = np.zeros(frame.shape, np.float32)
-            alpha = np.zeros(frame.shape[:2], np.float32)
+            colour.fill(0)
+            alpha.fill(0)
             for k in paste_order(batch.data["crop_quad"][i], edited[i]):
                 layer = face_layer(pasted, batch.data["render"][i, k], batch.data["crop_quad"][i, k],
                                    batch.data["face_outline"][i, k], self.res, self.expansion, self.colour_match)
                 if layer is None:
                     continue
                 region, face, a = layer
-                roi = pasted[region].astype(np.float32)
-                pasted[region] = np.clip(np.rint(roi + (face - roi) * a[..., None]), 0, 255).astype(np.uint8)
+                blend_into(pasted, pasted, region, face, a)
                 colour[region] = colour[region] * (1 - a[..., None]) + face * a[..., None]  # "over"
                 alpha[region] = alpha[region] * (1 - a) + a
             layers[i] = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
