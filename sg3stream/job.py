@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from . import __version__
 from .artifacts import Artifacts
-from .chain import ChainParts, build_chain, frame_budget, model_batch
+from .chain import ChainParts, build_chain, frame_budget, model_batch, model_call_rows
 from .errors import UserError
 from .models.oracle import NOTICE as ORACLE_NOTICE
 from .models.oracle import ORACLE, check_oracle_options, is_oracle, is_oracle_renderer, make_oracle_components
@@ -106,7 +106,7 @@ def load_models(options: RunOptions) -> LoadedModels:
     models = Models(encoder=options.encoder, generator=options.generator, device=options.device)
     # --engine onnx/tensorrt: the graphs are exported/built here, not mid-run
     inverter, renderer = make_components(models, engine=options.engine, compile=options.compile,
-                                         compile_rows=model_batch(options))
+                                         compile_rows=model_call_rows(options, models.device))
     return LoadedModels(models, inverter, renderer)
 
 
