@@ -1,7 +1,8 @@
-"""Who runs the kernels' math: `CudaBackend` (the .cu kernels, launched through pycuda) or `EmulatedBackend`
-(a stand-in for the kernels built from torch ops — F.pad and F.conv2d — on any device and dtype: it does not run the
-.cu index arithmetic, it lets the autograd plumbing of ops.py — the adjoint passes, paddings, gains, flips — be
-tested with gradcheck on a machine without a GPU).
+"""Who runs the kernels' math: `CudaBackend` (the .cu kernels, launched through pycuda; its launch code, in
+`KernelBackend`, is shared with kernels/hostcheck.py's HostBackend, the .cu kernels compiled for the CPU) or
+`EmulatedBackend` (a stand-in for the kernels built from torch ops — F.pad and F.conv2d — on any device and dtype:
+it does not run the .cu index arithmetic, it lets the autograd plumbing of ops.py — the adjoint passes, paddings,
+gains, flips — be tested with gradcheck on a machine without a GPU).
 
 A backend has four methods, on contiguous NCHW tensors, with 2-D float32 correlation kernels `w`:
   upfirdn2d_pass(x, w, upx, upy, downx, downy, padx0, pady0, out_h, out_w)                (kernels/upfirdn2d.cu)
@@ -124,9 +125,90 @@ class EmulatedBackend:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The compiled kernels
+
+class KernelBackend:
+    """The four methods as launches of the compiled .cu kernels: output allocation, grid / block / shared-memory
+    sizing and argument lists (numpy scalars and pointers, as pycuda takes them). A subclass provides `_launch`:
+    CudaBackend on a GPU, hostcheck.HostBackend on the CPU (the .cu code compiled for the host), so that both run
+    this same launch code."""
+
+    name = "kernels"
+    max_blocks = MAX_BLOCKS  # grid cap of the grid-stride kernels, and most planes of one filtered_lrelu launch
+
+    def _launch(self, name, grid, block, args, shared=0):
+        raise NotImplementedError
+
+    @staticmethod
+    def _suffix(x):
+        if x.dtype == torch.float32:
+            return "f32"
+        if x.dtype == torch.float16:
+            return "f16"
+        raise TypeError(f"CUDA kernels take float32 or float16, got {x.dtype}")
+
+    @staticmethod
+    def _ptr(t):
+        return np.uintp(t.data_ptr() if t is not None else 0)
+
+    def _blocks(self, n):
+        return (max(1, min(math.ceil(n / THREADS), self.max_blocks)), 1)
+
+    def upfirdn2d_pass(self, x, w, upx, upy, downx, downy, padx0, pady0, out_h, out_w):
+        n, c, h, wd = x.shape
+        y = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device)
+        w = w.to(device=x.device, dtype=torch.float32).contiguous()
+        i32 = np.int32
+        self._launch(f"upfirdn2d_{self._suffix(x)}", self._blocks(y.numel()), (THREADS, 1, 1),
+                     [self._ptr(x), self._ptr(y), self._ptr(w), i32(n * c), i32(h), i32(wd), i32(out_h), i32(out_w),
+                      i32(upx), i32(upy), i32(downx), i32(downy), i32(padx0), i32(pady0), i32(w.shape[0]),
+                      i32(w.shape[1])])
+        return y
+
+    def _bias_act(self, name, tensors, b, n, channels, inner, act, alpha, gain, clamp, like):
+        out = torch.empty_like(like)
+        b = b.to(device=like.device, dtype=torch.float32).contiguous() if b is not None else None
+        self._launch(f"{name}_{self._suffix(like)}", self._blocks(n), (THREADS, 1, 1),
+                     [*map(self._ptr, tensors), self._ptr(b), self._ptr(out), np.int64(n), np.int32(b is not None),
+                      np.int32(channels), np.int64(inner), np.int32(ACT_CODES[act]), np.float32(alpha),
+                      np.float32(gain), np.float32(clamp)])
+        return out
+
+    def bias_act_forward(self, x, b, channels, inner, act, alpha, gain, clamp):
+        return self._bias_act("bias_act_forward", [x], b, x.numel(), channels, inner, act, alpha, gain, clamp, x)
+
+    def bias_act_backward(self, dy, x, b, channels, inner, act, alpha, gain, clamp):
+        return self._bias_act("bias_act_backward", [dy, x], b, x.numel(), channels, inner, act, alpha, gain, clamp,
+                              x)
+
+    def filtered_lrelu_forward(self, x, b, wu, wd, up, down, padx0, pady0, out_h, out_w, gain, slope, clamp):
+        n, c, h, w = x.shape
+        fdh, fdw = wd.shape
+        tile = TILE
+        while tile > 1 and ((tile - 1) * down + fdh) * ((tile - 1) * down + fdw) * 4 > SHARED_LIMIT:
+            tile //= 2
+        shared = ((tile - 1) * down + fdh) * ((tile - 1) * down + fdw) * 4
+        if shared > SHARED_LIMIT or n * c > self.max_blocks:
+            return EmulatedBackend.filtered_lrelu_forward(self, x, b, wu, wd, up, down, padx0, pady0, out_h, out_w,
+                                                          gain, slope, clamp)  # via the pass kernels
+        y = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device)
+        wu = wu.to(device=x.device, dtype=torch.float32).contiguous()
+        wd = wd.to(device=x.device, dtype=torch.float32).contiguous()
+        b = b.to(device=x.device, dtype=torch.float32).contiguous() if b is not None else None
+        tiles = math.ceil(out_h / tile) * math.ceil(out_w / tile)
+        i32, f32 = np.int32, np.float32
+        self._launch(f"filtered_lrelu_{self._suffix(x)}", (tiles, n * c), (THREADS, 1, 1),
+                     [self._ptr(x), self._ptr(b), self._ptr(y), self._ptr(wu), self._ptr(wd), i32(c), i32(h), i32(w),
+                      i32(out_h), i32(out_w), i32(up), i32(down), i32(padx0), i32(pady0), i32(wu.shape[0]),
+                      i32(wu.shape[1]), i32(fdh), i32(fdw), i32(b is not None), f32(gain), f32(slope), f32(clamp),
+                      i32(tile), i32(tile)], shared=shared)
+        return y
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # CUDA through pycuda
 
-class CudaBackend:
+class CudaBackend(KernelBackend):
     """The compiled kernels on one GPU, launched through pycuda on tensors' device pointers.
 
     pycuda works in the device's primary context (the one torch uses), pushed around each launch. pycuda can only
@@ -168,69 +250,3 @@ class CudaBackend:
         with self.active():
             self.functions[name](*args, block=block, grid=grid, shared=shared, stream=self.stream)
         current.wait_stream(self.torch_stream)
-
-    @staticmethod
-    def _suffix(x):
-        if x.dtype == torch.float32:
-            return "f32"
-        if x.dtype == torch.float16:
-            return "f16"
-        raise TypeError(f"CUDA kernels take float32 or float16, got {x.dtype}")
-
-    @staticmethod
-    def _ptr(t):
-        return np.uintp(t.data_ptr() if t is not None else 0)
-
-    @staticmethod
-    def _blocks(n):
-        return (max(1, min(math.ceil(n / THREADS), MAX_BLOCKS)), 1)
-
-    def upfirdn2d_pass(self, x, w, upx, upy, downx, downy, padx0, pady0, out_h, out_w):
-        n, c, h, wd = x.shape
-        y = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device)
-        w = w.to(device=x.device, dtype=torch.float32).contiguous()
-        i32 = np.int32
-        self._launch(f"upfirdn2d_{self._suffix(x)}", self._blocks(y.numel()), (THREADS, 1, 1),
-                     [self._ptr(x), self._ptr(y), self._ptr(w), i32(n * c), i32(h), i32(wd), i32(out_h), i32(out_w),
-                      i32(upx), i32(upy), i32(downx), i32(downy), i32(padx0), i32(pady0), i32(w.shape[0]),
-                      i32(w.shape[1])])
-        return y
-
-    def _bias_act(self, name, tensors, b, n, channels, inner, act, alpha, gain, clamp, like):
-        out = torch.empty_like(like)
-        b = b.to(device=like.device, dtype=torch.float32).contiguous() if b is not None else None
-        self._launch(f"{name}_{self._suffix(like)}", self._blocks(n), (THREADS, 1, 1),
-                     [*map(self._ptr, tensors), self._ptr(b), self._ptr(out), np.int64(n), np.int32(b is not None),
-                      np.int32(channels), np.int64(inner), np.int32(ACT_CODES[act]), np.float32(alpha),
-                      np.float32(gain), np.float32(clamp)])
-        return out
-
-    def bias_act_forward(self, x, b, channels, inner, act, alpha, gain, clamp):
-        return self._bias_act("bias_act_forward", [x], b, x.numel(), channels, inner, act, alpha, gain, clamp, x)
-
-    def bias_act_backward(self, dy, x, b, channels, inner, act, alpha, gain, clamp):
-        return self._bias_act("bias_act_backward", [dy, x], b, x.numel(), channels, inner, act, alpha, gain, clamp,
-                              x)
-
-    def filtered_lrelu_forward(self, x, b, wu, wd, up, down, padx0, pady0, out_h, out_w, gain, slope, clamp):
-        n, c, h, w = x.shape
-        fdh, fdw = wd.shape
-        tile = TILE
-        while tile > 1 and ((tile - 1) * down + fdh) * ((tile - 1) * down + fdw) * 4 > SHARED_LIMIT:
-            tile //= 2
-        shared = ((tile - 1) * down + fdh) * ((tile - 1) * down + fdw) * 4
-        if shared > SHARED_LIMIT or n * c > MAX_BLOCKS:
-            return EmulatedBackend.filtered_lrelu_forward(self, x, b, wu, wd, up, down, padx0, pady0, out_h, out_w,
-                                                          gain, slope, clamp)  # via the pass kernels
-        y = torch.empty((n, c, out_h, out_w), dtype=x.dtype, device=x.device)
-        wu = wu.to(device=x.device, dtype=torch.float32).contiguous()
-        wd = wd.to(device=x.device, dtype=torch.float32).contiguous()
-        b = b.to(device=x.device, dtype=torch.float32).contiguous() if b is not None else None
-        tiles = math.ceil(out_h / tile) * math.ceil(out_w / tile)
-        i32, f32 = np.int32, np.float32
-        self._launch(f"filtered_lrelu_{self._suffix(x)}", (tiles, n * c), (THREADS, 1, 1),
-                     [self._ptr(x), self._ptr(b), self._ptr(y), self._ptr(wu), self._ptr(wd), i32(c), i32(h), i32(w),
-                      i32(out_h), i32(out_w), i32(up), i32(down), i32(padx0), i32(pady0), i32(wu.shape[0]),
-                      i32(wu.shape[1]), i32(fdh), i32(fdw), i32(b is not None), f32(gain), f32(slope), f32(clamp),
-                      i32(tile), i32(tile)], shared=shared)
-        return y
