@@ -326,7 +326,8 @@ class Editor:
         if path is not None:  # the file is probed now (a missing or broken file fails here), decoded later
             from .video.decode import FrameReader
 
-            reader = FrameReader(path, batch_size=batch, decoder=opts.decoder, hwdec=opts.hwdec)
+            reader = FrameReader(path, batch_size=batch, decoder=opts.decoder, hwdec=opts.hwdec, fps=fps or opts.fps,
+                                 allow_gaps=opts.allow_gaps, transfer=opts.linear_transfer)
 
         def start():
             from .chain import ChainParts, build_chain

@@ -30,7 +30,8 @@ from .reedit import RecordedRun, source_identity
 from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path, layer_codec, resolve_codec
-from .video.matte import MatteWriter, check_matte
+from .video.matte import check_matte, open_matte
+from .video.sequence import is_sequence_name
 
 log = logging.getLogger("sg3stream")
 
@@ -163,7 +164,7 @@ def acceleration(renderer, reader: FrameReader, codec: str) -> dict:
     return used
 
 
-def redecode_reader(options: RunOptions, reader: FrameReader):
+def redecode_reader(options: RunOptions, reader: FrameReader, depth: str = "8"):
     """With --redecode on or auto (a file can be read twice): a second reader of the input for the paste, so that
     the pictures go after alignment instead of riding through the smoothing window. None (off): they ride.
 
@@ -173,7 +174,38 @@ def redecode_reader(options: RunOptions, reader: FrameReader):
     if options.redecode == "off":
         return None
     return lambda: FrameReader(options.input, batch_size=reader.batch_size, decoder=options.decoder,
-                               hwdec=options.hwdec, start=reader.start, stop=reader.stop)
+                               hwdec=options.hwdec, start=reader.start, stop=reader.stop, fps=options.fps,
+                               allow_gaps=options.allow_gaps, depth=depth, transfer=options.linear_transfer)
+
+
+def paste_depth(options: RunOptions) -> str:
+    """The depth of the pictures the paste writes into: the input's own (`native`) for the full and layer
+    outputs, so that every pixel outside the face leaves as it came; 8 bits for the crop modes, which show the
+    generator's crops."""
+    return "native" if options.output_mode in ("full", "layer") else "8"
+
+
+def input_reader(options: RunOptions, *, pictures_ride: bool) -> FrameReader:
+    """The run's reader of its input. When its pictures go straight to the paste (a pass-through, or `--from`:
+    nothing looks at them before), they are read at the paste's depth; else at the models' 8 bits."""
+    return FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec,
+                       fps=options.fps, allow_gaps=options.allow_gaps, transfer=options.linear_transfer,
+                       depth=paste_depth(options) if pictures_ride else "8")
+
+
+def make_writer(options: RunOptions, output: Path, info, codec: str, *, deep: bool, demo: bool, alpha: bool):
+    """The output's writer: a video (VideoWriter) or an image sequence (SequenceWriter), keeping the input's depth
+    when the pictures reaching it are `deep`, its colour, timecode and (for a video input) other streams."""
+    from .video.sequence import SequenceWriter
+
+    if is_sequence_name(output):
+        return SequenceWriter(output, numbers=info.sequence.numbers if info.sequence is not None else None,
+                              alpha=alpha, pix_fmt=options.pix_fmt, transfer=options.linear_transfer)
+    return VideoWriter(output, time_base=info.time_base, rate=info.fps,
+                       audio_from=options.input if info.sequence is None else None, codec=codec, crf=options.crf,
+                       preset=options.preset, colour=info.colour, metadata=DEMO_METADATA if demo else None,
+                       alpha=alpha, source_format=info.pix_fmt, bits=info.bits if deep else 8,
+                       pix_fmt=options.pix_fmt, timecode=info.timecode, transfer=options.linear_transfer)
 
 
 def weights_file(name_or_path: str | None) -> Path | None:
@@ -198,12 +230,21 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
     """`sg3stream run`, and `sg3stream.Editor.run` (which hands in its `loaded` models)."""
     check_options(options)
     output = check_output_path(options.output, options.input)
-    codec = layer_codec(output) if options.output_mode == "layer" else resolve_codec(options.codec)
-    check_codec(codec)
-    reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec)
-    # the container, codec, pixel format, --crf/--preset and the copied streams, tried on two frames in memory
-    check_codec(codec, output, crf=options.crf, preset=options.preset, size=(reader.info.width, reader.info.height),
-                streams_from=options.input)
+    to_sequence = is_sequence_name(output)
+    codec = layer_codec(output) if options.output_mode == "layer" and not to_sequence else resolve_codec(options.codec)
+    if not to_sequence:
+        check_codec(codec)
+    # a pass-through or `--from` hands the pictures straight to the paste; else the paste's come from a second
+    # decode at their own depth (with --redecode off they ride from the landmarks, at 8 bits)
+    straight_to_paste = options.passthrough or options.from_artifacts is not None
+    reader = input_reader(options, pictures_ride=straight_to_paste)
+    info = reader.info
+    deep = info.bits > 8 and paste_depth(options) == "native" and (straight_to_paste or options.redecode != "off")
+    if not to_sequence:
+        # the container, codec, pixel format, --crf/--preset and the copied streams, tried on two frames in memory
+        check_codec(codec, output, crf=options.crf, preset=options.preset, size=(info.width, info.height),
+                    streams_from=options.input if info.sequence is None else None, pix_fmt=options.pix_fmt,
+                    bits=info.bits if deep else 8, source_format=info.pix_fmt)
     total = estimated_frames(reader)
     source = None  # what identifies the input, for run.json and `--from`
     if options.artifacts or options.from_artifacts:
@@ -225,19 +266,17 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
         parts, edits = load_parts(options, reporter, loaded) if not options.passthrough else (ChainParts(), {})
         parts.recorded = recorded
         chain = build_chain(options, parts, artifacts=artifacts, total_frames=total,
-                            redecode=redecode_reader(options, reader))
-        info = reader.info
-        writer = VideoWriter(output, time_base=info.time_base, rate=info.fps, audio_from=options.input,
-                             codec=codec, crf=options.crf, preset=options.preset, colour=info.colour,
-                             metadata=DEMO_METADATA if parts.demo else None,
+                            redecode=redecode_reader(options, reader, depth=paste_depth(options)))
+        writer = make_writer(options, output, info, codec, deep=deep, demo=parts.demo,
                              alpha=options.output_mode == "layer" and bool(chain.stages))
         sink = writer.write
         if options.matte is not None and chain.stages:
-            matte = MatteWriter(options.matte, time_base=info.time_base, rate=info.fps, depth=options.matte_depth)
+            matte = open_matte(options.matte, time_base=info.time_base, rate=info.fps, depth=options.matte_depth,
+                               numbers=info.sequence.numbers if info.sequence is not None else None)
 
             def sink(batch) -> None:
                 writer.write(batch)
-                matte.write(batch.data["matte"], batch.pts, batch.time_base)
+                matte.write(batch.data["matte"], batch.pts, batch.time_base, batch.index)
         budget = frame_budget(options, chain)
         pipeline = Pipeline(reader, chain, sink, queue_size=options.queue_size,
                             sequential=options.reference_mode, stall_timeout_s=options.stall_timeout,
@@ -258,13 +297,13 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
                 writer.commit()
             except BaseException:
                 if matte is not None:  # both files or neither
-                    matte.path.unlink(missing_ok=True)
+                    matte.remove()
                 raise
         finally:
             reporter.close()
     except BaseException:
         if writer is not None and pipeline is not None and pipeline.sink_running:
-            writer.tmp.unlink(missing_ok=True)  # the run gave up on a write in progress: closing under it could crash
+            writer.discard()  # the run gave up on a write in progress: closing under it could crash
         elif writer is not None:
             writer.abort()
         if matte is not None:

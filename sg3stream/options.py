@@ -31,6 +31,7 @@ ENGINES = ("torch", "onnx", "tensorrt")
 OUTPUT_MODES = ("full", "crop", "side-by-side", "layer")
 CROPS = ("smooth", "fixed")
 REDECODE = ("auto", "on", "off")
+LINEAR_TRANSFERS = ("srgb", "bt709", "none")  # colour.py: an EXR's scene-linear values to the models' encoding
 
 MAX_FACES = 4  # --faces all: face slots per frame (each costs an inversion and a render per frame)
 
@@ -62,8 +63,19 @@ def option(default=dataclasses.MISSING, help: str = "", *, flags: tuple[str, ...
 
 @dataclass
 class RunOptions:
-    input: Path = option(help="Video to process.")
-    output: Path = option(help="Where to write the result (.mp4, .mkv, .mov).", flags=("-o", "--output"))
+    input: Path = option(help="Video to process, or an image sequence: shot/%04d.png (PNG, TIFF, DPX, EXR) or a "
+                         "folder of numbered images.")
+    output: Path = option(help="Where to write the result (.mp4, .mkv, .mov), or an image sequence: out/%04d.png "
+                          "(numbered as the input sequence, from 0 for a video).", flags=("-o", "--output"))
+    fps: float | None = option(None, "Frame rate of an image-sequence input (required for one; 24, 23.976, 30000/1001 "
+                               "is written 29.97).")
+    allow_gaps: bool = option(False, "Read an input sequence with missing numbers: the frames around a gap are read as "
+                              "neighbours and an output sequence keeps the same gaps (else: an error naming them).")
+    pix_fmt: str | None = option(None, "Output pixel format (FFmpeg's name, e.g. yuv422p10le, gbrp16le); default: the "
+                                 "input's depth kept where the codec can hold it.")
+    linear_transfer: str = option("srgb", "How an EXR input's scene-linear values are encoded for the models (and "
+                                  "decoded back): srgb (the sRGB curve), bt709 (BT.709's) or none (values already "
+                                  "display-referred, 0-1).", choices=LINEAR_TRANSFERS)
     # smoothing and edits
     edits: list[str] = option(help="NAME[:STRENGTH], repeatable: a named direction of the generator, a .npy (W) or "
                               ".npz (StyleSpace) file, or s:LAYER:CHANNEL.", flags=("--edit",), factory=list)

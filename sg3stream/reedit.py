@@ -35,14 +35,24 @@ SAMPLE_BYTES = 4 << 20  # the checksum reads this much at the start, the middle 
 
 def source_identity(path: str | os.PathLike, width: int, height: int, frames: int) -> dict:
     """What identifies an input: its size, frame count and a content checksum (BLAKE2b of the file's size and of
-    4 MiB at its start, middle and end: quick on a 100 GB plate, and any re-encode or other clip changes it)."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as f:
-        for offset in sorted({0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)}):
-            f.seek(offset)
-            digest.update(f.read(SAMPLE_BYTES))
+    4 MiB at its start, middle and end: quick on a 100 GB plate, and any re-encode or other clip changes it).
+    An image sequence: its numbers, and its first, middle and last pictures sampled so."""
+    from .video.sequence import find_sequence, is_sequence
+
+    files = [Path(path)]
+    digest = hashlib.blake2b(digest_size=16)
+    if is_sequence(path):
+        sequence = find_sequence(path)
+        numbers = sequence.numbers
+        digest.update(",".join(map(str, numbers)).encode())
+        files = [sequence.path(n) for n in sorted({numbers[0], numbers[len(numbers) // 2], numbers[-1]})]
+    for file in files:
+        size = file.stat().st_size
+        digest.update(str(size).encode())
+        with open(file, "rb") as f:
+            for offset in sorted({0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)}):
+                f.seek(offset)
+                digest.update(f.read(SAMPLE_BYTES))
     return {"width": int(width), "height": int(height), "frames": int(frames), "checksum": digest.hexdigest()}
 
 

@@ -107,7 +107,11 @@ class JobRun:
 
 def prepare_job(job: FarmJob) -> JobRun:
     """Check the job's input and output, plan its segments, and take over what an earlier run finished."""
+    from ..video.sequence import is_sequence, is_sequence_name
+
     options = job.options
+    if is_sequence(options.input) or is_sequence_name(options.output):
+        raise UserError(f"{job.name}: the farm splits video files; run an image sequence with `sg3stream run`")
     if not Path(options.input).is_file():
         raise UserError(f"{job.name}: input not found: {options.input}")
     try:

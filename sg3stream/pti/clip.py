@@ -99,7 +99,8 @@ def collect_samples(options, parts) -> PTISamples:
 
     chain = build_chain(options, parts, purpose="pti")
     collector = FrameCollector(options.pti_frames, track=options.pti_track)
-    reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec)
+    reader = FrameReader(options.input, batch_size=model_batch(options), decoder=options.decoder, hwdec=options.hwdec,
+                         fps=options.fps, allow_gaps=options.allow_gaps, transfer=options.linear_transfer)
     Pipeline(reader, chain, collector, queue_size=options.queue_size, sink_name="collect",
              stall_timeout_s=options.stall_timeout).run()
     return collector.samples()

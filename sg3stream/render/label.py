@@ -37,7 +37,8 @@ def draw_label(frame: np.ndarray, text: str = DEMO_LABEL, in_place: bool = False
     x0, y0, x1, y1, scale, thickness = label_box(h, w, text)
     out[y0:y1, x0:x1] = 0
     pad = max(2, (y1 - y0) // 6)
-    cv2.putText(out, text, (x0 + pad, y1 - pad - (y1 - y0) // 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+    white = 1.0 if out.dtype.kind == "f" else float(np.iinfo(out.dtype).max)  # deep pictures: their own white
+    cv2.putText(out, text, (x0 + pad, y1 - pad - (y1 - y0) // 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (white,) * 3,
                 thickness, cv2.LINE_AA)
     return out
 

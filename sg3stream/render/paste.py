@@ -18,7 +18,36 @@ import cv2
 import numpy as np
 
 from ..align.transforms import quad_matrix
+from ..video.colour import decode_linear, encode_linear
 from .expand import Expansion
+
+
+# Pictures of any depth: the render (uint8) is blended in the frame's own units, uint8 0-255 or uint16 0-65535,
+# or for a float (scene-linear EXR) frame in its display encoding (0-1, `transfer`: colour.encode_linear), decoded
+# back where the face lands. Outside the blend mask nothing is written: those pixels leave as they came, bit for bit.
+
+MATTE_ZERO = 0.5 / 65535  # weights below it are 0 in the 16-bit matte (--matte): no pixel there is written
+
+
+def render_scale(dtype) -> float:
+    """The factor from the render's 0-255 to the frame's units."""
+    dtype = np.dtype(dtype)
+    return 1 / 255 if dtype.kind == "f" else (np.iinfo(dtype).max / 255)
+
+
+def working_values(pixels: np.ndarray, transfer: str = "srgb") -> np.ndarray:
+    """A frame's pixels as float32 in the units the blend works in (see above)."""
+    if pixels.dtype.kind == "f":
+        return encode_linear(pixels, transfer)
+    return pixels.astype(np.float32)
+
+
+def stored_values(values: np.ndarray, dtype, transfer: str = "srgb") -> np.ndarray:
+    """The inverse of `working_values`, rounded and clipped for integer pictures."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return decode_linear(values, transfer).astype(dtype)
+    return np.clip(np.rint(values), 0, np.iinfo(dtype).max).astype(dtype)
 
 
 def render_to_frame(crop_quad: np.ndarray, res: int, expansion: Expansion) -> np.ndarray:
@@ -62,12 +91,12 @@ def match_colour(render: np.ndarray, frame: np.ndarray, weight: np.ndarray) -> n
 
 def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,
           expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04,
-          out: np.ndarray | None = None, matte: np.ndarray | None = None) -> np.ndarray:
-    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] uint8 (into `out` when given, which may be
-    `frame` itself: no copy of the picture); pixels outside the face mask (around the outline [K,2]: the face's
-    landmarks or their hull) are untouched. `matte` [H,W] uint16: where the blend's weight is written (0-65535),
-    kept where it is larger already (another face's)."""
-    layer = face_layer(frame, render, crop_quad, outline, res, expansion, colour_match, dilate, feather)
+          out: np.ndarray | None = None, matte: np.ndarray | None = None, transfer: str = "srgb") -> np.ndarray:
+    """Blend `render` [h,w,3] uint8 into a copy of `frame` [H,W,3] (uint8, uint16 or float: see `render_scale`;
+    into `out` when given, which may be `frame` itself: no copy of the picture); pixels outside the face mask
+    (around the outline [K,2]: the face's landmarks or their hull) are untouched. `matte` [H,W] uint16: where the
+    blend's weight is written (0-65535), kept where it is larger already (another face's)."""
+    layer = face_layer(frame, render, crop_quad, outline, res, expansion, colour_match, dilate, feather, transfer)
     if out is None:
         out = frame.copy()
     elif out is not frame:
@@ -77,21 +106,25 @@ def paste(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline:
     region, face, alpha = layer
     if matte is not None:
         np.maximum(matte[region], np.rint(alpha * 65535).astype(np.uint16), out=matte[region])
-    blend_into(out, frame, region, face, alpha)
+    blend_into(out, frame, region, face, alpha, transfer)
     return out
 
 
-def blend_into(out: np.ndarray, frame: np.ndarray, region, face: np.ndarray, alpha: np.ndarray) -> None:
-    """out[region] = frame[region] blended towards `face` by `alpha` (a `face_layer`), rounded to uint8; `out` may
-    be `frame`."""
-    roi = frame[region].astype(np.float32)
-    out[region] = np.clip(np.rint(roi + (face - roi) * alpha[..., None]), 0, 255).astype(np.uint8)
+def blend_into(out: np.ndarray, frame: np.ndarray, region, face: np.ndarray, alpha: np.ndarray,
+               transfer: str = "srgb") -> None:
+    """out[region] = frame[region] blended towards `face` by `alpha` (a `face_layer`), in the frame's dtype;
+    where alpha is 0 in the 16-bit matte nothing is written. `out` may be `frame`."""
+    roi = working_values(frame[region], transfer)
+    blended = stored_values(roi + (face - roi) * alpha[..., None], out.dtype, transfer)
+    np.copyto(out[region], blended, where=alpha[..., None] >= MATTE_ZERO)
 
 
 def face_layer(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, outline: np.ndarray, res: int,
-               expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04):
+               expansion: Expansion, colour_match: bool = True, dilate: float = 0.08, feather: float = 0.04,
+               transfer: str = "srgb"):
     """What paste blends: (the region of the frame it covers (a pair of slices), the render warped there and
-    colour-matched to `frame` [h,w,3] float32, its weight [h,w] float32 in [0, 1]); None where it lands outside."""
+    colour-matched to `frame` [h,w,3] float32 in the blend's units (`working_values`), its weight [h,w] float32 in
+    [0, 1]); None where it lands outside."""
     height, width = frame.shape[:2]
     affine = render_to_frame(crop_quad, res, expansion)
     rh, rw = render.shape[:2]
@@ -111,7 +144,7 @@ def face_layer(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, out
     local = outline - (x0, y0)
     alpha = face_mask((size[1], size[0]), local, dilate, feather) * coverage
     region = (slice(y0, y1), slice(x0, x1))
-    face = warped.astype(np.float32)
+    face = warped.astype(np.float32) * np.float32(render_scale(frame.dtype))
     if colour_match:
-        face = match_colour(face, frame[region].astype(np.float32), alpha)
+        face = match_colour(face, working_values(frame[region], transfer), alpha)
     return region, face, alpha

@@ -17,7 +17,7 @@ from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import FRAMES, Key
 from ..pipeline.stage import Stage
 from .expand import Expansion, render_expanded
-from .paste import blend_into, face_layer, paste, render_to_frame
+from .paste import blend_into, face_layer, paste, render_to_frame, stored_values
 
 OUTPUT_MODES = ("full", "crop", "side-by-side", "layer")
 
@@ -117,7 +117,7 @@ class PasteStage(Stage):
 
     def __init__(self, res: int, expansion: Expansion = Expansion(), mode: Literal["full", "crop", "side-by-side"]
                  = "full", colour_match: bool = True, in_place: bool = False, track: int | None = None,
-                 matte: bool = False):
+                 matte: bool = False, transfer: str = "srgb"):
         if mode not in OUTPUT_MODES:
             raise ValueError(f"output mode must be one of {OUTPUT_MODES}")
         self.res, self.expansion, self.mode, self.colour_match = res, expansion, mode, colour_match
@@ -125,6 +125,7 @@ class PasteStage(Stage):
         # so when they were decoded again for the paste); a 4K batch is 200 MB.
         self.in_place = in_place
         self.track = track
+        self.transfer = transfer  # float (scene-linear) pictures are blended in this encoding (render/paste.py)
         # `matte` [N,H,W] uint16: the blend weights of every face (--matte), and the alpha of the layer mode
         self.matte = (matte and mode == "full") or mode == "layer"
 
@@ -170,7 +171,7 @@ class PasteStage(Stage):
                 for k in paste_order(crop_quad[i], edited[i]):
                     paste(frames[i], batch.data["render"][i, k], crop_quad[i, k], batch.data["face_outline"][i, k],
                           self.res, self.expansion, colour_match=self.colour_match, out=frames[i],
-                          matte=mattes[i] if mattes is not None else None)
+                          matte=mattes[i] if mattes is not None else None, transfer=self.transfer)
             return self._with_matte(batch.replace(frames=frames), mattes)
         if self.mode == "layer":
             return self._layers(batch, edited, mattes)
@@ -180,7 +181,7 @@ class PasteStage(Stage):
                 for k in paste_order(crop_quad[i], edited[i]):
                     frame = paste(frame, batch.data["render"][i, k], crop_quad[i, k], batch.data["face_outline"][i, k],
                                   self.res, self.expansion, colour_match=self.colour_match,
-                                  matte=mattes[i] if mattes is not None else None)
+                                  matte=mattes[i] if mattes is not None else None, transfer=self.transfer)
                 frames.append(frame)
                 continue
             k = self._shown_slot(batch, i)
@@ -207,14 +208,15 @@ class PasteStage(Stage):
             alpha.fill(0)
             for k in paste_order(batch.data["crop_quad"][i], edited[i]):
                 layer = face_layer(pasted, batch.data["render"][i, k], batch.data["crop_quad"][i, k],
-                                   batch.data["face_outline"][i, k], self.res, self.expansion, self.colour_match)
+                                   batch.data["face_outline"][i, k], self.res, self.expansion, self.colour_match,
+                                   transfer=self.transfer)
                 if layer is None:
                     continue
                 region, face, a = layer
-                blend_into(pasted, pasted, region, face, a)
+                blend_into(pasted, pasted, region, face, a, self.transfer)
                 colour[region] = colour[region] * (1 - a[..., None]) + face * a[..., None]  # "over"
                 alpha[region] = alpha[region] * (1 - a) + a
-            layers[i] = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
+            layers[i] = premultiplied(colour, alpha, layers.dtype, self.transfer)
             alphas[i] = np.rint(alpha * 65535).astype(np.uint16)
         return self._with_matte(batch.replace(frames=layers), alphas)
 
@@ -223,6 +225,16 @@ class PasteStage(Stage):
         if mattes is not None:
             batch.data["matte"] = mattes
         return batch
+
+
+def premultiplied(colour: np.ndarray, alpha: np.ndarray, dtype, transfer: str) -> np.ndarray:
+    """The layer's premultiplied colour (blend units, see render/paste.py) stored in the pictures' dtype; a float
+    (scene-linear) layer is premultiplied in linear light, as compositors expect."""
+    if np.dtype(dtype).kind != "f":
+        return stored_values(colour, dtype)
+    covered = alpha > 0
+    straight = np.divide(colour, alpha[..., None], out=np.zeros_like(colour), where=covered[..., None])
+    return stored_values(straight, dtype, transfer) * alpha[..., None]
 
 
 def paste_order(crop_quads: np.ndarray, edited: np.ndarray) -> list[int]:

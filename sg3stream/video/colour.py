@@ -73,3 +73,38 @@ def scaler_args(colour: dict[str, str]) -> tuple[int, int]:
     """The scaler's (colorspace, range) for a resolved colour."""
     return SCALER_MATRICES[colour["matrix"]], 2 if colour["range"] == "pc" else 1
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scene-linear pictures (EXR): the models see display-encoded values, 0-1, as in their training photos.
+
+def encode_linear(linear, transfer: str):
+    """Scene-linear values -> display encoding (0-1 for 0-1 light; above 1 stays above), float32, by `transfer`:
+    srgb (IEC 61966-2-1), bt709 (BT.709's camera curve) or none (the values as they are)."""
+    import numpy as np
+
+    x = np.asarray(linear, np.float32)
+    if transfer == "none":
+        return x.copy()
+    x = np.maximum(x, 0)  # negative light (out of gamut) has no encoding: it is clipped where the face is pasted
+    if transfer == "srgb":
+        return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+    if transfer == "bt709":
+        return np.where(x < 0.018, 4.5 * x, 1.099 * np.power(x, 0.45) - 0.099).astype(np.float32)
+    raise ValueError(f"unknown transfer {transfer!r}")
+
+
+def decode_linear(encoded, transfer: str):
+    """The inverse of `encode_linear`."""
+    import numpy as np
+
+    v = np.asarray(encoded, np.float32)
+    if transfer == "none":
+        return v.copy()
+    if transfer == "srgb":
+        return np.where(v <= 0.04045, v / 12.92, np.power((np.maximum(v, 0.04045) + 0.055) / 1.055, 2.4)
+                        ).astype(np.float32)
+    if transfer == "bt709":
+        return np.where(v < 0.081, v / 4.5, np.power((np.maximum(v, 0.081) + 0.099) / 1.099, 1 / 0.45)
+                        ).astype(np.float32)
+    raise ValueError(f"unknown transfer {transfer!r}")

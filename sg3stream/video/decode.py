@@ -30,6 +30,17 @@ log = logging.getLogger("sg3stream")
 
 DECODERS = ("pyav", "decord")
 HWDEC = ("auto", "cuda", "none")
+DEPTHS = ("8", "native")
+
+
+def to_8bit(image: np.ndarray, transfer: str = "srgb") -> np.ndarray:
+    """A picture of any depth as the models see it: RGB uint8 (float: scene-linear, encoded by `transfer`)."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    encoded = colours.encode_linear(image, transfer)
+    return np.clip(np.rint(encoded * 255), 0, 255).astype(np.uint8)
 
 
 def cuda_present() -> bool:
@@ -59,7 +70,8 @@ class FrameReader:
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = 8, decoder: str = "pyav", start: int = 0,
-                 stop: int | None = None, hwdec: str = "auto"):
+                 stop: int | None = None, hwdec: str = "auto", *, fps: float | None = None, allow_gaps: bool = False,
+                 depth: str = "8", transfer: str = "srgb"):
         if decoder not in DECODERS:
             raise UserError(f"unknown decoder '{decoder}': use one of {', '.join(DECODERS)}")
         if hwdec not in HWDEC:
@@ -74,13 +86,23 @@ class FrameReader:
         self.stop = stop
         self.hwdec = hwdec
         self.hw_decoding: bool | None = None  # decided on first iteration: whether frames come from the GPU decoder
-        self.info: VideoInfo = probe(path)
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {DEPTHS}")
+        # "8": RGB uint8, what the models see; "native": the input's own depth (uint16 above 8 bits; a sequence's
+        # EXR as float32, scene-linear), what the paste writes into so that the output keeps it
+        self.depth = depth
+        self.transfer = transfer  # an EXR's scene-linear values -> the models' encoding (colour.encode_linear)
+        self.info: VideoInfo = probe(path, fps=fps, allow_gaps=allow_gaps)
         self.frames_read = 0
         self.first_pts = self.last_pts = 0
         self.complete = True
 
     def __iter__(self) -> Iterator[FrameBatch]:
         decoder = self.decoder
+        if self.info.sequence is not None:
+            decoder = "sequence"  # one picture a file (sequence.py)
+        elif decoder == "decord" and self.depth == "native" and self.info.bits > 8:
+            decoder = "pyav"  # decord decodes to 8 bits
         if decoder == "decord" and self.info.rotation:
             # decord ignores the display matrix and mis-sizes rotated frames: PyAV gets them right.
             log.warning("%s has rotation metadata, which decord cannot handle: decoding with PyAV", self.path)
@@ -95,7 +117,7 @@ class FrameReader:
             # decord scales every frame to the first one's size: PyAV sees the change and refuses the clip.
             log.warning("%s changes frame size mid-stream, which decord hides: decoding with PyAV", self.path)
             decoder = "pyav"
-        frames = self._iter_pyav() if decoder == "pyav" else self._iter_decord()
+        frames = {"sequence": self._iter_sequence, "pyav": self._iter_pyav, "decord": self._iter_decord}[decoder]()
         wanted = None if self.stop is None else self.stop - self.start
         # Each picture is copied into its batch as it is decoded, so a batch never exists twice (as a list of
         # pictures and stacked): 200 MB less at 4K, for each of the run's decoders.
@@ -194,6 +216,9 @@ class FrameReader:
         # FFmpeg's fast YUV->RGB path darkens by about 0.7 code values on average (a pass-through would shift every
         # frame); accurate rounding with full chroma interpolation does not, at some 15 ms a 1080p frame on one core.
         accurate = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+        rgb_format = "rgb48le" if self.depth == "native" and self.info.bits > 8 else "rgb24"
+        if rgb_format == "rgb48le":  # swscale's full chroma interpolation garbles 16-bit RGB (FFmpeg 7, PyAV 18)
+            accurate = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
         with open_input(self.path, hwaccel=self._pyav_hwaccel()) as container:
             stream = video_stream(container, self.path)
             stream.thread_type = "AUTO"
@@ -216,11 +241,22 @@ class FrameReader:
                     if decoded <= skip:
                         continue
                     kept += 1
-                    rgb = frame.reformat(format="rgb24", src_colorspace=matrix, src_color_range=range_,
+                    rgb = frame.reformat(format=rgb_format, src_colorspace=matrix, src_color_range=range_,
                                          interpolation=accurate)
                     yield upright(rgb.to_ndarray(), self.info.rotation), pts
             except av.error.FFmpegError as e:
                 self._stopped_early(kept, e)
+
+    def _iter_sequence(self) -> Iterator[tuple[np.ndarray, int]]:
+        """The pictures of an image sequence, one file each; pts counts frames from the first number (a gap
+        keeps its place in time)."""
+        from .sequence import read_image
+
+        sequence = self.info.sequence
+        first = sequence.numbers[0]
+        for number in sequence.numbers[self.start:self.stop]:
+            image = read_image(sequence.path(number))
+            yield (image if self.depth == "native" else to_8bit(image, self.transfer)), number - first
 
     def _iter_decord(self) -> Iterator[tuple[np.ndarray, int]]:
         try:

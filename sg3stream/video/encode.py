@@ -42,7 +42,18 @@ DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.
 
 def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None = None) -> Path:
     """Refuse, before any work, an output that cannot be written or that would overwrite the input."""
+    from .sequence import is_sequence_name, parse_name
+
     output = Path(output)
+    if is_sequence_name(output):  # out/%04d.png: a folder of pictures
+        folder = parse_name(output).folder
+        if not folder.is_dir():
+            raise UserError(f"output folder does not exist: {folder}")
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"output folder is not writable: {folder}")
+        if input is not None and is_sequence_name(input) and output.resolve() == Path(input).resolve():
+            raise UserError(f"output sequence is the input sequence: {output}")
+        return output
     if output.is_dir():
         raise UserError(f"output is a folder; give a file name: {output}")
     folder = output.parent if str(output.parent) else Path(".")
@@ -91,7 +102,8 @@ def _encoder_opens(codec: str) -> bool:
 
 
 def check_codec(codec: str, output: str | os.PathLike | None = None, *, crf: int = 18, preset: str = "fast",
-                size: tuple[int, int] = (64, 48), streams_from: str | os.PathLike | None = None) -> None:
+                size: tuple[int, int] = (64, 48), streams_from: str | os.PathLike | None = None,
+                pix_fmt: str | None = None, bits: int = 8, source_format: str | None = None) -> None:
     """Refuse, before any work starts, an encoder this FFmpeg build lacks or a --crf outside its range; with
     `output`, also a container, pixel format or setting that does not work: the writer's own setup (with the
     streams of `streams_from`) encodes two frames of `size` (width, height) into memory."""
@@ -104,6 +116,9 @@ def check_codec(codec: str, output: str | os.PathLike | None = None, *, crf: int
     low, high = CRF_RANGES.get(codec, (0, 51) if codec in NVENC_CODECS else (None, None))
     if low is not None and not low <= crf <= high:
         raise UserError(f"--crf must be from {low} to {high} for {codec} (got {crf})")
+    if pix_fmt is not None and pix_fmt not in [f.name for f in (found.video_formats or [])]:
+        raise UserError(f"--pix-fmt {pix_fmt}: {codec} does not take it (it takes "
+                        f"{', '.join(f.name for f in (found.video_formats or []))})")
     if output is None:
         return
     output = Path(output)
@@ -111,11 +126,11 @@ def check_codec(codec: str, output: str | os.PathLike | None = None, *, crf: int
     trial = io.BytesIO()
     trial.name = output.name  # the muxer is chosen by the name, as for the real file
     writer = VideoWriter(output, time_base=Fraction(1, 25), rate=25, audio_from=streams_from, codec=codec,
-                         crf=crf, preset=preset, into=trial)
+                         crf=crf, preset=preset, into=trial, pix_fmt=pix_fmt, bits=bits, source_format=source_format)
     width, height = size
     try:
-        writer.write(FrameBatch(np.zeros((2, height, width, 3), np.uint8), np.arange(2), np.arange(2),
-                                Fraction(1, 25)))
+        writer.write(FrameBatch(np.zeros((2, height, width, 3), np.uint16 if bits > 8 else np.uint8), np.arange(2),
+                                np.arange(2), Fraction(1, 25)))
         writer._flush(copy_rest=False)
         writer._release()  # writes the trailer: a muxer may refuse the file only here
     except (av.error.FFmpegError, OSError) as e:
@@ -158,6 +173,33 @@ def pixel_format(codec: str, width: int, height: int) -> str:
         if not formats or name in formats:
             return name
     return formats[0]
+
+
+def deep_pixel_format(codec: str, width: int, height: int, source: str | None, bits: int) -> str:
+    """A pixel format keeping `bits` per component (the input's `source` format itself where the encoder takes
+    it: a 10-bit 4:2:0 HEVC to FFV1 stays yuv420p10le); the 8-bit choice where the encoder has none deeper."""
+    formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    if source in formats and not av.VideoFormat(source).has_palette:
+        return source
+
+    def depth(name: str) -> int:
+        return min(c.bits for c in av.VideoFormat(name).components)
+
+    odd = width % 2 or height % 2
+    deep = [f for f in formats if not f.startswith(("gray", "ya", "yuva", "gbra", "rgba", "bgra"))
+            and "f16" not in f and "f32" not in f and depth(f) > 8]
+    if not deep:
+        log.warning("%s holds no more than 8 bits per component: the %d-bit input is written in 8 bits", codec, bits)
+        return pixel_format(codec, width, height)
+    # the input's subsampling first (4:2:0 for video; RGB pictures as RGB), then the least depth that holds it
+    rgb = source is not None and av.VideoFormat(source).is_rgb
+    family = ("gbrp", "rgb48", "yuv444p") if rgb else ("yuv444p",) if odd else ("yuv420p", "yuv422p", "yuv444p")
+    for prefix in family:
+        fits = sorted((f for f in deep if f.startswith(prefix)), key=depth)
+        enough = [f for f in fits if depth(f) >= min(bits, 16)]
+        if enough or fits:
+            return (enough or fits[::-1])[0]
+    return sorted(deep, key=depth)[-1]
 
 
 # The layer mode's codecs (with alpha), by container, and their pixel formats
@@ -342,7 +384,8 @@ class VideoWriter:
 
     def __init__(self, output: str | os.PathLike, *, time_base: Fraction, rate: float, audio_from=None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast", colour: dict[str, str] | None = None,
-                 metadata: dict[str, str] | None = None, into=None, alpha: bool = False):
+                 metadata: dict[str, str] | None = None, into=None, alpha: bool = False, source_format: str | None = None,
+                 bits: int = 8, pix_fmt: str | None = None, timecode: str | None = None, transfer: str = "srgb"):
         self.output = Path(output)
         self.tmp = temporary_path(self.output)
         self.time_base = time_base
@@ -353,6 +396,10 @@ class VideoWriter:
         self.metadata = dict(metadata or {})
         self.into = into
         self.alpha = alpha
+        # the input's pixel format and depth: a deeper input stays deep where the codec can hold it (--pix-fmt
+        # chooses); scene-linear (float) pictures are encoded with `transfer` first
+        self.source_format, self.bits, self.pix_fmt, self.transfer = source_format, bits, pix_fmt, transfer
+        self.timecode = timecode  # the input's start timecode, kept (a tmcd track in .mov)
         self.container = None
         self.stream = None
         self.audio = None  # the StreamCopier (audio, subtitles, data)
@@ -375,7 +422,16 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise UserError(f"unknown or unavailable video codec '{self.codec}' ({e})") from e
         stream.width, stream.height = width, height
-        stream.pix_fmt = ALPHA_FORMATS[self.codec] if self.alpha else pixel_format(self.codec, width, height)
+        if self.pix_fmt is not None:
+            stream.pix_fmt = self.pix_fmt
+        elif self.alpha:
+            stream.pix_fmt = ALPHA_FORMATS[self.codec]
+            if self.codec == "ffv1" and self.bits > 8:
+                stream.pix_fmt = "rgba64le"  # 16-bit colour and alpha
+        elif self.bits > 8:
+            stream.pix_fmt = deep_pixel_format(self.codec, width, height, self.source_format, self.bits)
+        else:
+            stream.pix_fmt = pixel_format(self.codec, width, height)
         if stream.pix_fmt == "yuv444p" and (width % 2 or height % 2) and self.into is None:
             # keep the exact size and lose no pixel rather than pad or crop
             log.warning("odd frame size %dx%d: encoding yuv444p instead of yuv420p", width, height)
@@ -401,6 +457,8 @@ class VideoWriter:
         self.frame_tags = tags
         for key, value in self.metadata.items():
             self.container.metadata[key] = value
+        if self.timecode:
+            stream.metadata["timecode"] = self.timecode
         if self.metadata and self.container.format.name in MOV_FORMATS:
             self.container.options["movflags"] = "use_metadata_tags"  # else a key like sg3stream_demo is lost
         self.stream = stream
@@ -417,10 +475,16 @@ class VideoWriter:
                             f"{self.size[0]}x{self.size[1]}: sg3stream needs one frame size per clip")
         alphas = batch.data["matte"] if self.alpha else [None] * len(batch)
         for image, alpha, pts in zip(batch.frames, alphas, batch.pts):
-            if alpha is not None:  # 16-bit weights to 8 bits, rounded
+            if image.dtype.kind == "f":  # scene-linear: the display encoding, in 16 bits
+                image = np.clip(np.rint(colours.encode_linear(image, self.transfer) * 65535), 0, 65535
+                                ).astype(np.uint16)
+            deep = image.dtype == np.uint16
+            if alpha is not None and deep:
+                image = np.dstack([image, alpha])
+            elif alpha is not None:  # 16-bit weights to 8 bits, rounded
                 image = np.dstack([image, ((alpha.astype(np.uint32) + 128) // 257).astype(np.uint8)])
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgba" if alpha is not None
-                                               else "rgb24").reformat(**self.convert)
+            source = ("rgba64le" if deep else "rgba") if alpha is not None else ("rgb48le" if deep else "rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=source).reformat(**self.convert)
             for attribute, value in self.frame_tags.items():
                 setattr(frame, attribute, value)
             frame.pts = int(pts)
@@ -434,6 +498,10 @@ class VideoWriter:
                 raise UserError(f"{self.codec} cannot encode {width}x{height} video for {self.output.name} "
                                 f"(crf {self.crf}, preset {self.preset}): {e}") from e
             self.frames_written += 1
+
+    def discard(self) -> None:
+        """Remove the partial file (a run that gave up while a write was in progress)."""
+        self.tmp.unlink(missing_ok=True)
 
     def _mux_video(self, packet) -> None:
         if self.audio is not None and packet.dts is not None:

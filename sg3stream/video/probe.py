@@ -5,8 +5,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
+import numpy as np
 
 from ..errors import UserError
 from . import colour as colours
@@ -38,20 +40,60 @@ class VideoInfo:
     # read and written (the tags, with what players assume for the unknown ones: sg3stream/video/colour.py)
     colour_tags: dict = field(default_factory=dict)
     colour: dict = field(default_factory=dict)
+    pix_fmt: str | None = None  # the decoder's pixel format ("yuv420p10le"); for a sequence, its pictures' ("rgb48le")
+    bits: int = 8                # bits per component: what an output keeps where it can
+    sequence: Any = None         # the `Sequence` (sequence.py) of an image-sequence input; None for a file
+    timecode: str | None = None  # the start timecode ("01:00:00:00") the container or the video stream gives
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["time_base"] = str(self.time_base)
+        d["sequence"] = self.sequence.pattern if self.sequence is not None else None
         return d
+
+
+def sequence_rate(fps: float) -> Fraction:
+    """--fps as an exact rate: 23.976 and 29.97 are NTSC's 24000/1001 and 30000/1001."""
+    for base in (24, 30, 48, 60, 120):
+        if abs(fps - base * 1000 / 1001) < 0.002:
+            return Fraction(base * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
+
+
+def probe_sequence(path, fps: float | None, allow_gaps: bool = True) -> VideoInfo:
+    """What an image sequence holds: its first picture's size and depth, its count, and the rate --fps gives."""
+    from .sequence import check_gaps, find_sequence, read_image
+
+    sequence = find_sequence(path)
+    check_gaps(sequence, allow_gaps)
+    if not fps or fps <= 0:
+        raise UserError(f"{path} is an image sequence, which has no frame rate: give it with --fps (e.g. --fps 24)")
+    rate = sequence_rate(float(fps))
+    first = read_image(sequence.path(sequence.numbers[0]))
+    h, w = first.shape[:2]
+    bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(first.dtype, 32)
+    # RGB pictures: no matrix; PNG/TIFF/DPX are display-encoded (sRGB), EXR scene-linear
+    tags = {"range": "unknown", "primaries": "bt709", "matrix": "gbr",
+            "transfer": "linear" if sequence.codec == "exr" else "iec61966-2-1"}
+    count = len(sequence.numbers)
+    return VideoInfo(
+        path=str(path), format="image-sequence",
+        streams=[StreamInfo(0, "video", sequence.codec, {"width": w, "height": h})],
+        video_index=0, codec=sequence.codec, width=w, height=h, fps=float(rate), frames=count,
+        duration=float((sequence.numbers[-1] - sequence.numbers[0] + 1) / rate), rotation=0,
+        time_base=1 / rate, colour_tags=tags, colour=colours.resolve(tags, w, h),
+        pix_fmt={8: "rgb24", 16: "rgb48le"}.get(bits, "gbrpf32le"), bits=bits, sequence=sequence)
 
 
 def open_input(path: str | os.PathLike, hwaccel=None) -> av.container.InputContainer:
     """Open a media file, turning FFmpeg's errors into one clear line; `hwaccel` (an av HWAccel) decodes on a GPU."""
+    from .sequence import is_sequence
+
     path = Path(path)
+    if is_sequence(path):  # callers ask probe() first, which reads sequences
+        raise UserError(f"{path} is an image sequence: it has no container to open")
     if not path.exists():
         raise UserError(f"input not found: {path}")
-    if path.is_dir():
-        raise UserError(f"input is a folder, not a video file: {path}")
     try:
         if hwaccel is not None:
             return av.open(str(path), metadata_errors="ignore", hwaccel=hwaccel)
@@ -98,7 +140,13 @@ def stream_duration(container, stream) -> float | None:
     return None
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: str | os.PathLike, fps: float | None = None, allow_gaps: bool = True) -> VideoInfo:
+    """What `path` holds; an image sequence (sequence.py) needs its rate `fps`, and a gap in it is refused
+    unless `allow_gaps`."""
+    from .sequence import is_sequence
+
+    if is_sequence(path):
+        return probe_sequence(path, fps, allow_gaps)
     with open_input(path) as container:
         stream = video_stream(container, path)
         streams = []
@@ -117,7 +165,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         w, h = stream.codec_context.width, stream.codec_context.height
         tags = colours.read_tags(stream.codec_context)
-        pix_fmt = stream.codec_context.format.name if stream.codec_context.format else None
+        fmt = stream.codec_context.format
+        pix_fmt = fmt.name if fmt else None
+        bits = max((c.bits for c in fmt.components), default=8) if fmt else 8
         colour = colours.resolve(tags, w, h, pix_fmt)  # by the coded size: rotation changes no standard
         rotation = read_rotation(container, stream)
         if rotation in (90, 270):
@@ -137,4 +187,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             time_base=stream.time_base or Fraction(1, 90000),
             colour_tags=tags,
             colour=colour,
+            pix_fmt=pix_fmt,
+            bits=bits,
+            timecode=stream.metadata.get("timecode") or container.metadata.get("timecode"),
         )
