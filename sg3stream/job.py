@@ -157,10 +157,16 @@ def oracle_parts(options: RunOptions, inverter, renderer) -> tuple[ChainParts, d
 
 def acceleration(renderer, reader: FrameReader, codec: str) -> dict:
     """Which fast paths the run actually took: decoding, the codec, and what the renderer reports it ran (a compile
-    or a kernel load may have fallen back with a warning); no renderer with --passthrough."""
+    or a kernel load may have fallen back with a warning); no renderer with --passthrough. ops_choice: which
+    implementation of each op "auto" took on the renderer's device and why ("cpu", "measured" with the times,
+    "cache", ...: sg3stream/ops/choice.py); not for the oracle, which renders no network."""
     used: dict = {"hw_decoding": reader.hw_decoding, "codec": codec}
     if renderer is not None:
         used.update(renderer.describe())
+        if used.get("ops") != "none":
+            from .ops.choice import report
+
+            used["ops_choice"] = report(renderer.device)
     return used
 
 

@@ -32,7 +32,9 @@ def test_bench_of_the_main_job_covers_every_stage():
                                                       "paste", "encode"]
         assert run["gpu"]["available"] or run["gpu"]["reason"]  # GPU figures, or why there are none
         assert run["acceleration"] == {"hw_decoding": False, "codec": "libx264", "device": "cpu", "compiled": False,
-                                       "ops": "torch", "engine": "torch"}  # what this CPU can run
+                                       "ops": "torch", "engine": "torch",  # what this CPU can run
+                                       "ops_choice": {"ops": {"upfirdn2d": "torch", "bias_act": "torch",
+                                                              "filtered_lrelu": "torch"}, "reason": "cpu"}}
         # one face in every frame: as many faces as frames, so faces/s is frames/s, for the run and per face stage
         assert run["faces_inverted"] == run["frames"] and run["faces_per_s"] == pytest.approx(run["end_to_end_fps"])
         per_face = {s["name"]: s for s in run["stages"] if s["faces"] is not None}

@@ -257,7 +257,9 @@ def test_pti_with_onnx_renders_the_tuned_generator_through_onnx(tmp_path, monkey
     assert original.kind == tuned.kind == "onnx" and tuned.generator is not original.generator
     assert seen["engine_calls"] > 0  # the render stage rendered through the tuned ONNX graph
     used = json.loads((tmp_path / "art" / "run.json").read_text())["acceleration"]
-    assert used["engine"] == "onnx" and used == {"hw_decoding": False, "codec": "libx264", **tuned.describe()}
+    assert used["engine"] == "onnx" and used == {"hw_decoding": False, "codec": "libx264", **tuned.describe(),
+                                                 "ops_choice": {"ops": {"upfirdn2d": "torch", "bias_act": "torch",
+                                                                        "filtered_lrelu": "torch"}, "reason": "cpu"}}
     assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # the encoder's and the original's graphs
 
     # What the ONNX renderer renders is the tuned generator's torch render (within ONNX's tolerance), not the

@@ -386,7 +386,8 @@ class SynthesisNetwork(torch.nn.Module):
             raise ValueError(f"styles is missing the layers {missing}")
         force_fp32 = self.force_fp32 if force_fp32 is None else force_fp32
         t = styles[INPUT_LAYER].to(torch.float32)
-        ops = get_ops(self.ops_impl, t.device)
+        # "auto" on CUDA measures the kernels on this network's calls at its first pass (sg3stream/ops/choice.py)
+        ops = get_ops(self.ops_impl, t.device, synthesis=self, batch_size=t.shape[0], force_fp32=force_fp32)
 
         x = self.input(t, transform)
         for name in self.layer_names:
