@@ -93,6 +93,7 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     from .render.oracle import OracleRenderStage
     from .render.stages import PasteStage, RenderStage
     from .video.redecode import RedecodeStage
+    from .video.source_pixels import LOSSLESS_CODECS
 
     batch = model_batch(options)
     oracle = is_oracle_renderer(parts.renderer)  # --generator oracle: renders the aligned faces at its resolution
@@ -116,13 +117,16 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
         stages.append(RedecodeStage(redecode))
     # The redecoded pictures belong to their batch alone: the paste blends into them instead of into copies.
     # --matte (and the layer mode's alpha): the paste's blend weights go to the sink
-    matte = (options.matte is not None or options.output_mode == "layer") and purpose == "run"
+    # and a lossless output copies the input's own samples wherever it is 0 (video/source_pixels.py)
+    keeps_source = options.output_mode == "full" and options.codec in LOSSLESS_CODECS
+    matte = (options.matte is not None or options.output_mode == "layer" or keeps_source) and purpose == "run"
     stages.append(PasteStage(parts.resolution, expansion, mode=options.output_mode, in_place=redecode is not None,
                              track=options.track, matte=matte))
     if parts.demo and options.demo_label:
         from .render.label import DemoLabelStage
 
-        stages.append(DemoLabelStage(in_place=True))  # the paste's output is always a picture of its own
+        # the paste's output is always a picture of its own; the caption's box goes into the matte (not the input)
+        stages.append(DemoLabelStage(in_place=True, matte=matte and options.output_mode == "full"))
     sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",) + (
         ("matte",) if matte else ()))
     chain = Chain(stages, sink_reads=sink_reads)

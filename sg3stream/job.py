@@ -211,7 +211,9 @@ def make_writer(options: RunOptions, output: Path, info, codec: str, *, deep: bo
                        audio_from=options.input if info.sequence is None else None, codec=codec, crf=options.crf,
                        preset=options.preset, colour=info.colour, metadata=DEMO_METADATA if demo else None,
                        alpha=alpha, source_format=info.pix_fmt, bits=info.bits if deep else 8,
-                       pix_fmt=options.pix_fmt, timecode=info.timecode, transfer=options.linear_transfer)
+                       pix_fmt=options.pix_fmt, timecode=info.timecode, transfer=options.linear_transfer,
+                       keep_source=options.input if info.sequence is None and info.rotation == 0
+                       and (options.passthrough or options.output_mode == "full") else None)
 
 
 def weights_file(name_or_path: str | None) -> Path | None:

@@ -89,7 +89,7 @@ def test_an_exr_sequence_round_trips_outside_the_face_and_is_edited_in_display_e
         assert (np.abs(edited - source).max(axis=2)[matte > 0.5] > 1e-3).any()
 
 
-def test_a_10_bit_video_stays_10_bit_with_its_tags_and_timecode_and_untouched_pixels(tmp_path):
+def test_a_10_bit_video_stays_10_bit_with_its_tags_and_timecode_and_untouched_samples(tmp_path):
     frames = deep_frames(6)
     clip = tmp_path / "in10.mov"
     with av.open(str(clip), "w") as c:
@@ -123,6 +123,35 @@ def test_a_10_bit_video_stays_10_bit_with_its_tags_and_timecode_and_untouched_pi
         luma_src, luma_out = src[:240].astype(int), ed[:240].astype(int)  # yuv420p10le: Y, then U and V below
         far = m == 0
         assert (luma_out[m > 60000] != luma_src[m > 60000]).any()  # the face is edited
-        # Far from the face the 10-bit values go through 16-bit RGB and back: exact but where a colour lies
-        # outside RGB and is clipped (the synthetic face's saturated colours)
-        assert np.mean(luma_out[far] == luma_src[far]) > 0.97
+        # far from the face: the input's own samples, luma and chroma (a chroma sample covers 2x2 pixels)
+        assert np.array_equal(luma_out[far], luma_src[far])
+        far_chroma = far.reshape(120, 2, 160, 2).all(axis=(1, 3))
+        u_out, v_out = ed[240:].reshape(2, 120, 160)
+        u_src, v_src = src[240:].reshape(2, 120, 160)
+        assert np.array_equal(u_out[far_chroma], u_src[far_chroma]) and np.array_equal(v_out[far_chroma],
+                                                                                          v_src[far_chroma])
+
+
+def test_a_lossless_output_keeps_the_input_samples_outside_the_face_and_the_demo_caption(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", face_frames(5, 320, 240, cycle=48), fps=25, audio=None)
+    out = tmp_path / "out.mkv"
+    result = CliRunner().invoke(app, ["run", str(clip), "-o", str(out), "--codec", "ffv1", "--edit", "smile:8",
+                                      "--matte", str(tmp_path / "m.mkv"), "--landmark-workers", "1", "--n-iters", "1",
+                                      "--log-format", "json"])  # the demo caption on
+    assert result.exit_code == 0, result.output
+    with av.open(str(clip)) as c:
+        source = [f.to_ndarray() for f in c.decode(video=0)]
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.format.name == "yuv420p"
+        edited = [f.to_ndarray() for f in c.decode(video=0)]
+    with av.open(str(tmp_path / "m.mkv")) as c:
+        mattes = [f.to_ndarray() for f in c.decode(video=0)]
+    from sg3stream.render.label import label_box
+
+    x0, y0, x1, y1, _, _ = label_box(240, 320)
+    for src, ed, m in zip(source, edited, mattes):
+        far = m == 0
+        assert np.array_equal(ed[:240][far], src[:240][far])  # 8-bit 4:2:0 luma, sample for sample
+        assert (m[y0:y1, x0:x1] == 65535).all()  # the caption is in the matte: there the output is not the input
+        assert not np.array_equal(ed[y0:y1, x0:x1], src[y0:y1, x0:x1])
+        assert (ed[:240][m > 60000] != src[:240][m > 60000]).any()

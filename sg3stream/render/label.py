@@ -44,19 +44,29 @@ def draw_label(frame: np.ndarray, text: str = DEMO_LABEL, in_place: bool = False
 
 
 class DemoLabelStage(Stage):
-    """Burns the demo caption into every output frame (after paste: whatever the output mode)."""
+    """Burns the demo caption into every output frame (after paste: whatever the output mode). With `matte`, the
+    caption's box is marked in the paste's `matte` too: there the output is not the input."""
 
     name = "label"
-    reads = ("frames",)
     writes = (FRAMES,)
 
-    def __init__(self, text: str = DEMO_LABEL, in_place: bool = False):
+    def __init__(self, text: str = DEMO_LABEL, in_place: bool = False, matte: bool = False):
         self.text = text
         self.in_place = in_place  # into the batch's own pictures (the chain's, after paste: nobody else holds them)
+        self.matte = matte
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("frames", "matte") if self.matte else ("frames",)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         if self.in_place:
             for frame in batch.frames:
                 draw_label(frame, self.text, in_place=True)
-            return batch.replace()
-        return batch.replace(frames=np.stack([draw_label(f, self.text) for f in batch.frames]))
+            out = batch.replace()
+        else:
+            out = batch.replace(frames=np.stack([draw_label(f, self.text) for f in batch.frames]))
+        if self.matte:
+            x0, y0, x1, y1, _, _ = label_box(*batch.frames.shape[1:3], self.text)
+            out.data["matte"][:, y0:y1, x0:x1] = 65535
+        return out

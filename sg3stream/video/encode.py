@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import UserError
 from ..pipeline.batch import FrameBatch
 from . import colour as colours
+from .source_pixels import LOSSLESS_CODECS, SourceFrames, copy_outside, restorable
 
 log = logging.getLogger("sg3stream")
 
@@ -200,6 +201,9 @@ def deep_pixel_format(codec: str, width: int, height: int, source: str | None, b
         if enough or fits:
             return (enough or fits[::-1])[0]
     return sorted(deep, key=depth)[-1]
+
+
+DNXHR_PROFILES = {"yuv422p10le": "dnxhr_hqx", "yuv444p10le": "dnxhr_444", "gbrp10le": "dnxhr_444"}
 
 
 # The layer mode's codecs (with alpha), by container, and their pixel formats
@@ -385,7 +389,8 @@ class VideoWriter:
     def __init__(self, output: str | os.PathLike, *, time_base: Fraction, rate: float, audio_from=None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast", colour: dict[str, str] | None = None,
                  metadata: dict[str, str] | None = None, into=None, alpha: bool = False, source_format: str | None = None,
-                 bits: int = 8, pix_fmt: str | None = None, timecode: str | None = None, transfer: str = "srgb"):
+                 bits: int = 8, pix_fmt: str | None = None, timecode: str | None = None, transfer: str = "srgb",
+                 keep_source: str | os.PathLike | None = None):
         self.output = Path(output)
         self.tmp = temporary_path(self.output)
         self.time_base = time_base
@@ -400,6 +405,10 @@ class VideoWriter:
         # chooses); scene-linear (float) pictures are encoded with `transfer` first
         self.source_format, self.bits, self.pix_fmt, self.transfer = source_format, bits, pix_fmt, transfer
         self.timecode = timecode  # the input's start timecode, kept (a tmcd track in .mov)
+        # the input, whose own samples are copied wherever the batches' `matte` is 0, when the output is lossless
+        # in the input's pixel format (source_pixels.py); decided when the stream opens
+        self.keep_source = keep_source
+        self.source_frames = None
         self.container = None
         self.stream = None
         self.audio = None  # the StreamCopier (audio, subtitles, data)
@@ -443,6 +452,10 @@ class VideoWriter:
             stream.options = {"crf": str(self.crf), "preset": self.preset}
         elif self.codec in NVENC_CODECS:
             stream.options = {"rc": "vbr", "cq": str(self.crf), "preset": "p4"}
+        elif self.codec == "dnxhd":  # DNxHR (any frame size) in the profile of the pixel format's depth and sampling
+            stream.options = {"profile": DNXHR_PROFILES.get(stream.pix_fmt, "dnxhr_hq")}
+        if self.codec == "libx265":
+            stream.options = {**stream.options, "x265-params": "log-level=error"}  # x265 writes its banner to stderr
         # The output is tagged with the colour its YUV values are computed with.
         colour = colours.resolve(self.colour or {}, width, height)
         tags = colours.codes(colour)
@@ -463,6 +476,9 @@ class VideoWriter:
             self.container.options["movflags"] = "use_metadata_tags"  # else a key like sg3stream_demo is lost
         self.stream = stream
         self.size = (width, height)
+        if (self.keep_source is not None and self.codec in LOSSLESS_CODECS and stream.pix_fmt == self.source_format
+                and restorable(stream.pix_fmt)):
+            self.source_frames = SourceFrames(self.keep_source)
         if self.audio_from is not None:
             self.audio = StreamCopier(self.audio_from, self.container, quiet=self.into is not None)
 
@@ -474,7 +490,10 @@ class VideoWriter:
             raise UserError(f"frames {batch.index[0]}-{batch.index[-1]} are {width}x{height}, the output is "
                             f"{self.size[0]}x{self.size[1]}: sg3stream needs one frame size per clip")
         alphas = batch.data["matte"] if self.alpha else [None] * len(batch)
-        for image, alpha, pts in zip(batch.frames, alphas, batch.pts):
+        mattes = None
+        if self.source_frames is not None:  # no matte: a pass-through, the input everywhere
+            mattes = batch.data.get("matte", np.zeros((len(batch), height, width), np.uint16))
+        for i, (image, alpha, pts) in enumerate(zip(batch.frames, alphas, batch.pts)):
             if image.dtype.kind == "f":  # scene-linear: the display encoding, in 16 bits
                 image = np.clip(np.rint(colours.encode_linear(image, self.transfer) * 65535), 0, 65535
                                 ).astype(np.uint16)
@@ -485,6 +504,11 @@ class VideoWriter:
                 image = np.dstack([image, ((alpha.astype(np.uint32) + 128) // 257).astype(np.uint8)])
             source = ("rgba64le" if deep else "rgba") if alpha is not None else ("rgb48le" if deep else "rgb24")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=source).reformat(**self.convert)
+            if mattes is not None:
+                original = self.source_frames.frame(int(batch.index[i]))
+                if original is not None and original.format.name == frame.format.name \
+                        and (original.width, original.height) == (frame.width, frame.height):
+                    copy_outside(frame, original, mattes[i])
             for attribute, value in self.frame_tags.items():
                 setattr(frame, attribute, value)
             frame.pts = int(pts)
@@ -547,6 +571,9 @@ class VideoWriter:
 
     def _release(self, strict: bool = True) -> None:
         """Close the input of the copied streams and the output (which writes its index); `strict`: raise errors."""
+        if self.source_frames is not None:
+            source_frames, self.source_frames = self.source_frames, None
+            source_frames.close()
         try:
             if self.audio is not None:
                 audio, self.audio = self.audio, None
