@@ -155,3 +155,22 @@ def test_a_lossless_output_keeps_the_input_samples_outside_the_face_and_the_demo
         assert (m[y0:y1, x0:x1] == 65535).all()  # the caption is in the matte: there the output is not the input
         assert not np.array_equal(ed[y0:y1, x0:x1], src[y0:y1, x0:x1])
         assert (ed[:240][m > 60000] != src[:240][m > 60000]).any()
+
+
+def test_a_16_bit_layer_sequence_comped_over_the_input_is_the_full_output(tmp_path):
+    frames = deep_frames(4)
+    pattern = write_sequence(tmp_path / "in", frames, range(10, 14))
+    for name in ("full", "layer"):
+        (tmp_path / name).mkdir()
+    run(pattern, "--fps", 25, "-o", tmp_path / "full" / "%04d.png", "--edit", "smile:8")
+    run(pattern, "--fps", 25, "-o", tmp_path / "layer" / "%04d.png", "--edit", "smile:8", "--output-mode", "layer")
+    for n, source in zip(range(10, 14), frames):
+        with av.open(str(tmp_path / "layer" / f"{n:04d}.png")) as c:
+            frame = next(c.decode(video=0))
+            assert frame.format.name == "rgba64be"  # 16-bit colour and alpha
+            rgba = frame.to_ndarray(format="rgba64le").astype(float)
+        full = read_image(tmp_path / "full" / f"{n:04d}.png").astype(float)
+        alpha = rgba[..., 3:] / 65535
+        comp = rgba[..., :3] + source * (1 - alpha)  # "over", premultiplied
+        assert np.abs(comp - full).max() <= 2  # the full output, to the rounding of 16 bits
+        assert (alpha > 0.99).any() and rgba[..., :3][alpha[..., 0] == 0].max() == 0

@@ -144,7 +144,11 @@ def face_layer(frame: np.ndarray, render: np.ndarray, crop_quad: np.ndarray, out
     local = outline - (x0, y0)
     alpha = face_mask((size[1], size[0]), local, dilate, feather) * coverage
     region = (slice(y0, y1), slice(x0, x1))
-    face = warped.astype(np.float32) * np.float32(render_scale(frame.dtype))
+    scale = np.float32(render_scale(frame.dtype))
+    face = warped.astype(np.float32) * scale
     if colour_match:
-        face = match_colour(face, working_values(frame[region], transfer), alpha)
+        # matched colours may overshoot black or white: clipped here, so that the full output and the layer
+        # (premultiplied, which cannot hold a negative colour) blend the same face
+        face = np.clip(match_colour(face, working_values(frame[region], transfer), alpha), 0,
+                       None if frame.dtype.kind == "f" else 255 * scale)
     return region, face, alpha
