@@ -75,13 +75,22 @@ def compile_cubin(source: str, arch: str, *, out_dir: Path | None = None, nvcc: 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        result = subprocess.run(nvcc_command(nvcc, source, arch, tmp), capture_output=True, text=True,
-                                timeout=NVCC_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
+        run_compiler(nvcc_command(nvcc, source, arch, tmp), f"{source} for sm_{arch}", NVCC_TIMEOUT_S)
+    except KernelBuildError:
         tmp.unlink(missing_ok=True)
-        raise KernelBuildError(f"nvcc took more than {NVCC_TIMEOUT_S} s on {source}") from None
-    if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise KernelBuildError(f"nvcc failed on {source} for sm_{arch}:\n{result.stderr.strip()}")
+        raise
     os.replace(tmp, target)
     return target
+
+
+def run_compiler(command: list[str], what: str, timeout_s: float,
+                 error: type[Exception] = KernelBuildError) -> subprocess.CompletedProcess:
+    """Run a compiler (nvcc, g++) within a time limit; `error` with its output when it fails or takes too long."""
+    tool = Path(command[0]).name
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise error(f"{tool} took more than {timeout_s} s on {what}") from None
+    if result.returncode != 0:
+        raise error(f"{tool} failed on {what}:\n{result.stderr.strip()}")
+    return result

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from .backends import FUNCTIONS, MAX_BLOCKS, KernelBackend
-from .build import KERNEL_DIR, cache_dir
+from .build import KERNEL_DIR, cache_dir, run_compiler
 from .resources import DEVICE_LIMITS, DYNAMIC_SHARED_MAX
 
 HOST_HEADER = "host_cuda.h"
@@ -198,12 +198,7 @@ def build_host_library(source: str, kernels_dir: Path, build_dir: Path, cxx: str
         output = Path(tmp) / target.name
         command = [cxx, *CXX_FLAGS, "-include", HOST_HEADER, "-I", tmp, "-o", str(output),
                    str(Path(tmp) / "launcher.cpp")]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=CXX_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise HostBuildError(f"{cxx} took more than {CXX_TIMEOUT_S} s on {source}") from None
-        if result.returncode != 0:
-            raise HostBuildError(f"{Path(cxx).name} failed on {source}:\n{result.stderr.strip()}")
+        run_compiler(command, source, CXX_TIMEOUT_S, error=HostBuildError)
         os.replace(output, target)  # atomic: a concurrent run never loads half a library
     return target, kernels
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import FUNCTIONS, SHARED_LIMIT, THREADS
-from .build import NVCC_TIMEOUT_S, SOURCES, KernelBuildError, find_nvcc, nvcc_command
+from .build import NVCC_TIMEOUT_S, SOURCES, KernelBuildError, find_nvcc, nvcc_command, run_compiler
 
 ARCHS = ("80", "90")
 
@@ -113,12 +112,7 @@ def parse_ptxas(source: str, text: str) -> list[KernelResources]:
 def ptxas_resources(source: str, arch: str, nvcc: str, out_dir: Path) -> list[KernelResources]:
     """Compiles `source` for sm_`arch` as build.py does, with ptxas verbose, and parses its report."""
     command = nvcc_command(nvcc, source, arch, out_dir / f"{source}.sm{arch}.cubin") + ["-Xptxas", "-v"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=NVCC_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise KernelBuildError(f"nvcc took more than {NVCC_TIMEOUT_S} s on {source}") from None
-    if result.returncode != 0:
-        raise KernelBuildError(f"nvcc failed on {source} for sm_{arch}:\n{result.stderr.strip()}")
+    result = run_compiler(command, f"{source} for sm_{arch}", NVCC_TIMEOUT_S)
     found = parse_ptxas(source, result.stderr + result.stdout)
     missing = set(FUNCTIONS[source]) - {k.kernel for k in found}
     if missing:
