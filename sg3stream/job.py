@@ -205,8 +205,10 @@ def make_writer(options: RunOptions, output: Path, info, codec: str, *, deep: bo
     from .video.sequence import SequenceWriter
 
     if is_sequence_name(output):
+        # the input sequence's own pixel format by default (a 10-bit DPX stays 10-bit) where the pictures are deep
         return SequenceWriter(output, numbers=info.sequence.numbers if info.sequence is not None else None,
-                              alpha=alpha, pix_fmt=options.pix_fmt, transfer=options.linear_transfer)
+                              alpha=alpha, pix_fmt=options.pix_fmt or (info.pix_fmt if deep else None),
+                              transfer=options.linear_transfer)
     return VideoWriter(output, time_base=info.time_base, rate=info.fps,
                        audio_from=options.input if info.sequence is None else None, codec=codec, crf=options.crf,
                        preset=options.preset, colour=info.colour, metadata=DEMO_METADATA if demo else None,

@@ -174,3 +174,22 @@ def test_a_16_bit_layer_sequence_comped_over_the_input_is_the_full_output(tmp_pa
         comp = rgba[..., :3] + source * (1 - alpha)  # "over", premultiplied
         assert np.abs(comp - full).max() <= 2  # the full output, to the rounding of 16 bits
         assert (alpha > 0.99).any() and rgba[..., :3][alpha[..., 0] == 0].max() == 0
+
+
+def test_a_10_bit_dpx_sequence_stays_10_bit(tmp_path):
+    from sg3stream.video.probe import probe
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(3):
+        v10 = rng.integers(0, 1024, (48, 64, 3)).astype(np.uint16)
+        write_image(tmp_path / "in" / f"p.{n:05d}.dpx", (v10 << 6) | (v10 >> 4), pix_fmt="gbrp10le")
+    info = probe(tmp_path / "in" / "p.%05d.dpx", fps=24)
+    assert (info.pix_fmt, info.bits, info.frames) == ("gbrp10le", 10, 3)
+    run(tmp_path / "in" / "p.%05d.dpx", "--fps", 24, "--passthrough", "-o", tmp_path / "out" / "p.%05d.dpx")
+    for n in range(3):
+        name = f"p.{n:05d}.dpx"
+        with av.open(str(tmp_path / "in" / name)) as a, av.open(str(tmp_path / "out" / name)) as b:
+            fa, fb = next(a.decode(video=0)), next(b.decode(video=0))
+            assert fb.format.name == "gbrp10le" and np.array_equal(fa.to_ndarray(), fb.to_ndarray())

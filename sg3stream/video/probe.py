@@ -62,7 +62,7 @@ def sequence_rate(fps: float) -> Fraction:
 
 def probe_sequence(path, fps: float | None, allow_gaps: bool = True) -> VideoInfo:
     """What an image sequence holds: its first picture's size and depth, its count, and the rate --fps gives."""
-    from .sequence import check_gaps, find_sequence, read_image
+    from .sequence import check_gaps, find_sequence, image_format, read_image
 
     sequence = find_sequence(path)
     check_gaps(sequence, allow_gaps)
@@ -71,7 +71,8 @@ def probe_sequence(path, fps: float | None, allow_gaps: bool = True) -> VideoInf
     rate = sequence_rate(float(fps))
     first = read_image(sequence.path(sequence.numbers[0]))
     h, w = first.shape[:2]
-    bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(first.dtype, 32)
+    pix_fmt = image_format(sequence.path(sequence.numbers[0]))
+    bits = max(c.bits for c in av.VideoFormat(pix_fmt).components)  # the file's: 10 for a 10-bit DPX
     # RGB pictures: no matrix; PNG/TIFF/DPX are display-encoded (sRGB), EXR scene-linear
     tags = {"range": "unknown", "primaries": "bt709", "matrix": "gbr",
             "transfer": "linear" if sequence.codec == "exr" else "iec61966-2-1"}
@@ -82,7 +83,7 @@ def probe_sequence(path, fps: float | None, allow_gaps: bool = True) -> VideoInf
         video_index=0, codec=sequence.codec, width=w, height=h, fps=float(rate), frames=count,
         duration=float((sequence.numbers[-1] - sequence.numbers[0] + 1) / rate), rotation=0,
         time_base=1 / rate, colour_tags=tags, colour=colours.resolve(tags, w, h),
-        pix_fmt={8: "rgb24", 16: "rgb48le"}.get(bits, "gbrpf32le"), bits=bits, sequence=sequence)
+        pix_fmt=pix_fmt, bits=bits, sequence=sequence)
 
 
 def open_input(path: str | os.PathLike, hwaccel=None) -> av.container.InputContainer:

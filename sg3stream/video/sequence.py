@@ -140,13 +140,22 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() == ".exr":
         return _read_exr(path)
-    try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0))
-    except (av.error.FFmpegError, StopIteration) as e:
-        raise UserError(f"not a readable image: {path} ({e})") from e
+    frame = _decode_picture(path)
     deep = max(c.bits for c in frame.format.components) > 8
     return frame.to_ndarray(format="rgb48le" if deep else "rgb24")
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The picture's own pixel format as FFmpeg names it ("gbrp10le" for a 10-bit DPX); "gbrpf32le" for EXR."""
+    return "gbrpf32le" if Path(path).suffix.lower() == ".exr" else _decode_picture(Path(path)).format.name
+
+
+def _decode_picture(path: Path) -> av.VideoFrame:
+    try:
+        with av.open(str(path)) as container:
+            return next(container.decode(video=0))
+    except (av.error.FFmpegError, StopIteration) as e:
+        raise UserError(f"not a readable image: {path} ({e})") from e
 
 
 def _read_exr(path: Path) -> np.ndarray:
@@ -169,9 +178,10 @@ def _read_exr(path: Path) -> np.ndarray:
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, *, half: bool = True,
-                alpha: np.ndarray | None = None) -> None:
+                alpha: np.ndarray | None = None, pix_fmt: str | None = None) -> None:
     """Write [H,W,3] RGB or [H,W] grey (uint8, uint16, or float for EXR: half, or float with half=False) to `path`,
-    by its extension; `alpha` [H,W] (same scale as the image) adds an alpha channel (premultiplied colour)."""
+    by its extension; `alpha` [H,W] (same scale as the image) adds an alpha channel (premultiplied colour).
+    `pix_fmt`: the file's pixel format where the codec takes it (a 10-bit DPX as "gbrp10le"); else 8 or 16 bits."""
     path = Path(path)
     codec = EXTENSIONS[path.suffix.lower()]
     if codec == "exr":
@@ -204,6 +214,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, half: bool = True
     context = av.CodecContext.create(codec, "w")
     context.width, context.height = image.shape[1], image.shape[0]
     context.pix_fmt = target[1] if deep else target[0]
+    if pix_fmt is not None and alpha is None and image.ndim == 3 and pix_fmt in [
+            f.name for f in av.Codec(codec, "w").video_formats or []]:
+        context.pix_fmt = pix_fmt
     context.time_base = Fraction(1, 25)
     frame = frame.reformat(format=context.pix_fmt)
     data = b"".join(bytes(p) for p in context.encode(frame)) + b"".join(bytes(p) for p in context.encode(None))
@@ -232,6 +245,7 @@ class SequenceWriter:
         self.numbers, self.first = numbers, first
         self.alpha, self.transfer = alpha, transfer
         self.half = pix_fmt != "gbrpf32le"
+        self.pix_fmt = pix_fmt  # PNG/TIFF/DPX: the pictures' format where the codec takes it (write_image)
         self.written: list[str] = []
         self.frames_written = 0
 
@@ -252,7 +266,7 @@ class SequenceWriter:
                 alpha = alpha.astype(np.float32) / 65535 if exr else \
                     alpha if image.dtype == np.uint16 else ((alpha.astype(np.uint32) + 128) // 257).astype(np.uint8)
             try:
-                write_image(self.tmp / name, image, half=self.half, alpha=alpha)
+                write_image(self.tmp / name, image, half=self.half, alpha=alpha, pix_fmt=self.pix_fmt)
             except OSError as e:
                 raise UserError(f"cannot write {self.sequence.folder / name}: {e.strerror or e}") from e
             self.written.append(name)
