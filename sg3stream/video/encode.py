@@ -389,8 +389,8 @@ class VideoWriter:
     def __init__(self, output: str | os.PathLike, *, time_base: Fraction, rate: float, audio_from=None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast", colour: dict[str, str] | None = None,
                  metadata: dict[str, str] | None = None, into=None, alpha: bool = False,
-                 source_format: str | None = None, bits: int = 8, pix_fmt: str | None = None, timecode: str | None = None, transfer: str = "srgb",
-                 keep_source: str | os.PathLike | None = None):
+                 source_format: str | None = None, bits: int = 8, pix_fmt: str | None = None,
+                 timecode: str | None = None, transfer: str = "srgb", keep_source: str | os.PathLike | None = None):
         self.output = Path(output)
         self.tmp = temporary_path(self.output)
         self.time_base = time_base
