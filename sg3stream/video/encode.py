@@ -56,7 +56,8 @@ def check_output_path(output: str | os.PathLike, input: str | os.PathLike | None
             raise UserError(f"output sequence is the input sequence: {output}")
         return output
     if output.is_dir():
-        raise UserError(f"output is a folder; give a file name: {output}")
+        raise UserError(f"output is a folder; give a file name, or a numbered picture name for a sequence "
+                        f"({output / '%04d.png'}): {output}")
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
