@@ -181,7 +181,8 @@ def deep_pixel_format(codec: str, width: int, height: int, source: str | None, b
     """A pixel format keeping `bits` per component (the input's `source` format itself where the encoder takes
     it: a 10-bit 4:2:0 HEVC to FFV1 stays yuv420p10le); the 8-bit choice where the encoder has none deeper."""
     formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
-    if source in formats and not av.VideoFormat(source).has_palette:
+    floating = source is not None and ("f16" in source or "f32" in source)  # EXR: a video gets it display-encoded
+    if source in formats and not av.VideoFormat(source).has_palette and not floating:
         return source
 
     def depth(name: str) -> int:

@@ -146,8 +146,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def image_format(path: str | os.PathLike) -> str:
-    """The picture's own pixel format as FFmpeg names it ("gbrp10le" for a 10-bit DPX); "gbrpf32le" for EXR."""
-    return "gbrpf32le" if Path(path).suffix.lower() == ".exr" else _decode_picture(Path(path)).format.name
+    """The picture's own pixel format as FFmpeg names it: "gbrp10le" for a 10-bit DPX, "gbrpf16le" for a half
+    EXR, "gbrpf32le" for a float one."""
+    if Path(path).suffix.lower() != ".exr":
+        return _decode_picture(Path(path)).format.name
+    import OpenEXR
+
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            channels = f.channels()
+            half = all(c.type() == OpenEXR.HALF for c in channels.values())
+    except Exception as e:
+        raise UserError(f"not a readable EXR image: {path} ({e})") from e
+    return "gbrpf16le" if half else "gbrpf32le"
 
 
 def _decode_picture(path: Path) -> av.VideoFrame:
