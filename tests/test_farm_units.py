@@ -291,3 +291,23 @@ def test_a_joined_demo_output_is_tagged_as_run_tags_it():
 
     assert "demo" in demo_metadata(RunOptions(input="a.mp4", output="b.mp4"))["comment"]
     assert demo_metadata(RunOptions(input="a.mp4", output="b.mp4", passthrough=True)) is None
+
+
+def test_what_ray_prints_during_a_farm_run_stays_off_the_json_lines(monkeypatch, capsys):
+    """Ray prints a dying worker's error from a thread of its own to sys.stdout, and under load it shared a line
+    with a JSON event (`...Socket closed{"event": "segment", ...}`): during the session it goes to stderr."""
+    import types
+
+    from sg3stream.farm import runner
+    from sg3stream.report import JsonReporter
+
+    reporter = JsonReporter()  # made before the session, as the command line makes it
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: None, shutdown=lambda: None)
+    monkeypatch.setattr(runner, "require_ray", lambda: fake)
+    with runner.ray_session("local"):
+        print("(raylet) A worker died or was killed", end="")  # Ray's print_to_stdstream, without its newline yet
+        reporter.emit("segment", state="retrying")
+        print()
+    captured = capsys.readouterr()
+    assert [json.loads(line)["state"] for line in captured.out.splitlines()] == ["retrying"]
+    assert "(raylet)" in captured.err

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,15 +56,19 @@ def ray_session(address: str) -> Iterator[Any]:
         kwargs = dict(address=address)
     else:
         raise UserError(f"unknown --address '{address}': use {ADDRESS_HELP}")
-    try:
-        # Workers' own output would mix into the driver's (JSON) stdout: their warnings come back with results.
-        ray.init(**kwargs, logging_level=logging.ERROR, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UserError(f"cannot start or reach Ray at '{address}': {str(e).splitlines()[0]}") from e
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+    # Ray prints what it hears from the cluster (a worker that died, say) to sys.stdout from a thread of its own,
+    # where it shared lines with the JSON events: it goes to stderr for the session (the reporter, made before,
+    # keeps writing to the real stdout).
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            # Workers' own output would mix into the driver's (JSON) stdout: their warnings come back with results.
+            ray.init(**kwargs, logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserError(f"cannot start or reach Ray at '{address}': {str(e).splitlines()[0]}") from e
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 class FarmEvents:
