@@ -31,7 +31,7 @@ from .report import Reporter
 from .video.decode import FrameReader
 from .video.encode import VideoWriter, check_codec, check_output_path, layer_codec, resolve_codec
 from .video.matte import check_matte, open_matte
-from .video.sequence import is_sequence_name
+from .video.sequence import check_sequence_pixel_format, is_sequence_name
 
 log = logging.getLogger("sg3stream")
 
@@ -218,6 +218,15 @@ def make_writer(options: RunOptions, output: Path, info, codec: str, *, deep: bo
                        and (options.passthrough or options.output_mode == "full") else None)
 
 
+def pixel_format_has_alpha(name: str) -> bool:
+    import av
+
+    try:
+        return len(av.VideoFormat(name).components) == 4
+    except ValueError:
+        raise UserError(f"--pix-fmt {name}: not a pixel format FFmpeg knows") from None
+
+
 def weights_file(name_or_path: str | None) -> Path | None:
     """The file behind a --generator/--encoder value (a path or a cached name), None for built-ins or unset."""
     if not name_or_path:
@@ -241,6 +250,12 @@ def run_video(options: RunOptions, reporter: Reporter, loaded: LoadedModels | No
     check_options(options)
     output = check_output_path(options.output, options.input)
     to_sequence = is_sequence_name(output)
+    if options.pix_fmt and to_sequence:
+        check_sequence_pixel_format(output, options.pix_fmt)
+    if options.pix_fmt and options.output_mode == "layer" and not to_sequence and not pixel_format_has_alpha(
+            options.pix_fmt):
+        raise UserError(f"--pix-fmt {options.pix_fmt} has no alpha: --output-mode layer needs one "
+                        "(yuva444p10le for ProRes 4444, rgba64le or bgra for FFV1)")
     codec = layer_codec(output) if options.output_mode == "layer" and not to_sequence else resolve_codec(options.codec)
     if not to_sequence:
         check_codec(codec)

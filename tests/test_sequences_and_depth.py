@@ -193,3 +193,15 @@ def test_a_10_bit_dpx_sequence_stays_10_bit(tmp_path):
         with av.open(str(tmp_path / "in" / name)) as a, av.open(str(tmp_path / "out" / name)) as b:
             fa, fb = next(a.decode(video=0)), next(b.decode(video=0))
             assert fb.format.name == "gbrp10le" and np.array_equal(fa.to_ndarray(), fb.to_ndarray())
+
+
+def test_a_pixel_format_the_output_cannot_take_is_refused_before_any_model_loads(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", face_frames(2, 160, 120), fps=25, audio=None)
+    (tmp_path / "out").mkdir()
+    for output, extra, message in [
+            (tmp_path / "out" / "%04d.exr", [], "exr pictures are written as gbrpf16le, gbrpf32le"),
+            (tmp_path / "o.mkv", ["--output-mode", "layer"], "has no alpha: --output-mode layer needs one"),
+            (tmp_path / "o.mp4", [], "libx264 does not take it")]:
+        refused = run(clip, "-o", output, "--pix-fmt", "yuv410p" if "exr" not in str(output) else "rgb48le", *extra,
+                      code=1)
+        assert message in refused.output and "demo model" not in refused.output

@@ -239,6 +239,15 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, half: bool = True
 # ---------------------------------------------------------------------------------------------------------------
 # Writing a sequence
 
+def check_sequence_pixel_format(output: str | os.PathLike, pix_fmt: str) -> None:
+    """--pix-fmt for an output sequence: one its image codec writes (EXR: gbrpf16le, half, or gbrpf32le)."""
+    codec = parse_name(output).codec
+    accepted = ["gbrpf16le", "gbrpf32le"] if codec == "exr" else [
+        f.name for f in av.Codec(codec, "w").video_formats or []]
+    if pix_fmt not in accepted:
+        raise UserError(f"--pix-fmt {pix_fmt}: {codec} pictures are written as {', '.join(accepted)}")
+
+
 class SequenceWriter:
     """Write frames as numbered pictures (`out/%04d.png`), then `commit()` or `abort()`, as VideoWriter does.
 

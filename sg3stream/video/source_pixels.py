@@ -23,8 +23,9 @@ def restorable(pix_fmt: str) -> bool:
     """A planar format, one component a plane, at most 16 bits, no palette, no alpha: samples can be copied."""
     fmt = av.VideoFormat(pix_fmt)
     planes = [c.plane for c in fmt.components]
-    return (not fmt.has_palette and len(set(planes)) == len(planes) and len(planes) == 3
-            and all(c.bits <= 16 for c in fmt.components) and "f" not in pix_fmt.removeprefix("gbrp")[:1])
+    floating = "f16" in pix_fmt or "f32" in pix_fmt
+    return (not fmt.has_palette and not floating and len(planes) == 3 and len(set(planes)) == 3
+            and all(c.bits <= 16 for c in fmt.components))
 
 
 def plane_samples(plane, bits: int) -> np.ndarray:
