@@ -125,8 +125,9 @@ def build_chain(options, parts: ChainParts, *, purpose: str = "run", artifacts=N
     if parts.demo and options.demo_label:
         from .render.label import DemoLabelStage
 
-        # the paste's output is always a picture of its own; the caption's box goes into the matte (not the input)
-        stages.append(DemoLabelStage(in_place=True, matte=matte and options.output_mode == "full"))
+        # the paste's output is always a picture of its own; the caption's box goes into the matte, or the layer's
+        # alpha: it is opaque there (not the input)
+        stages.append(DemoLabelStage(in_place=True, matte=matte))
     sink_reads = {"segment": SEGMENT_SINK_READS, "api": API_SINK_READS}.get(purpose, ("frames",) + (
         ("matte",) if matte else ()))
     chain = Chain(stages, sink_reads=sink_reads)

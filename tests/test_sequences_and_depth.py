@@ -205,3 +205,17 @@ def test_a_pixel_format_the_output_cannot_take_is_refused_before_any_model_loads
         refused = run(clip, "-o", output, "--pix-fmt", "yuv410p" if "exr" not in str(output) else "rgb48le", *extra,
                       code=1)
         assert message in refused.output and "demo model" not in refused.output
+
+
+def test_the_demo_caption_is_opaque_in_the_layer(tmp_path):
+    from sg3stream.render.label import label_box
+
+    clip = write_clip(tmp_path / "in.mp4", face_frames(3, 320, 240, cycle=48), fps=25, audio=None)
+    result = CliRunner().invoke(app, ["run", str(clip), "-o", str(tmp_path / "layer.mkv"), "--output-mode", "layer",
+                                      "--landmark-workers", "1", "--n-iters", "1", "--log-format", "json"])
+    assert result.exit_code == 0, result.output
+    x0, y0, x1, y1, _, _ = label_box(240, 320)
+    with av.open(str(tmp_path / "layer.mkv")) as c:
+        for frame in c.decode(video=0):
+            rgba = frame.to_ndarray(format="rgba")
+            assert (rgba[y0:y1, x0:x1, 3] == 255).all()  # comped over the input, the caption shows as it is
