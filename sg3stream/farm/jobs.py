@@ -31,6 +31,10 @@ UNSUPPORTED = {
     "artifacts": "artifacts are not supported by the farm (they would be split across segments)",
     "from_artifacts": "re-edits (--from) are not supported by the farm (it records no artifacts)",
     "matte": "mattes are not supported by the farm yet (its segments would need joining)",
+    # the farm's segments are 8-bit video files: the depth is kept by `sg3stream run`, not by the farm yet
+    "pix_fmt": "pix_fmt is not supported by the farm yet (its segments are 8-bit): run deep clips with `sg3stream run`",
+    "fps": "fps goes with image sequences, which the farm does not take: run them with `sg3stream run`",
+    "allow_gaps": "allow_gaps goes with image sequences, which the farm does not take: run them with `sg3stream run`",
     "reference_mode": "reference_mode is a single-process speed comparison, not supported by the farm",
     # PTI tunes one generator on the whole clip before rendering: not split across workers yet.
     "pti_steps": "PTI is not supported by the farm yet: tune with `sg3stream run --pti-steps N --save-generator "
