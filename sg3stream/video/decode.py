@@ -23,6 +23,7 @@ from av.video.reformatter import Interpolation
 
 from ..errors import UserError
 from ..pipeline.batch import FrameBatch
+from ..pipeline.heap import mapped_empty
 from . import colour as colours
 from .probe import VideoInfo, open_input, probe, video_stream
 
@@ -50,6 +51,15 @@ def cuda_present() -> bool:
     except ImportError:  # pragma: no cover - torch is a dependency
         return False
     return torch.cuda.is_available()
+
+
+def packed_pixels(frame: av.VideoFrame) -> np.ndarray:
+    """[H,W,3] view of a packed RGB frame's picture (rgb24 or rgb48le), without the copy `to_ndarray` makes (a
+    picture a frame less for the heaps; the caller copies it into its batch)."""
+    plane = frame.planes[0]
+    dtype = np.dtype(np.uint16 if frame.format.name == "rgb48le" else np.uint8)
+    rows = np.frombuffer(plane, dtype).reshape(frame.height, plane.line_size // dtype.itemsize)
+    return rows[:, :frame.width * 3].reshape(frame.height, frame.width, 3)
 
 
 def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -133,7 +143,7 @@ class FrameReader:
                                 f"{first_shape[1]}x{first_shape[0]}: sg3stream needs one frame size per clip "
                                 "(cut the clip where the size changes, or scale it to one size first)")
             if batch is None:
-                batch = np.empty((self.batch_size,) + image.shape, image.dtype)
+                batch = mapped_empty((self.batch_size,) + image.shape, image.dtype)
             batch[len(chunk_pts)] = image
             chunk_pts.append(pts)
             del image
@@ -243,7 +253,7 @@ class FrameReader:
                     kept += 1
                     rgb = frame.reformat(format=rgb_format, src_colorspace=matrix, src_color_range=range_,
                                          interpolation=accurate)
-                    yield upright(rgb.to_ndarray(), self.info.rotation), pts
+                    yield upright(packed_pixels(rgb), self.info.rotation), pts
             except av.error.FFmpegError as e:
                 self._stopped_early(kept, e)
 
