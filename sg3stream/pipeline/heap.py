@@ -73,7 +73,7 @@ def mapped_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
 def _mapped(shape: tuple[int, ...], dtype, small) -> np.ndarray:
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < MAPPED_MIN_BYTES:
+    if nbytes < MAPPED_MIN_BYTES or not hasattr(mmap, "MAP_PRIVATE"):  # Windows' mmap takes no flags
         return small(shape, dtype)
     # private: a worker process forked later must not write into the parent's pictures
     buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
