@@ -37,7 +37,7 @@ from .heap import release_free_heap
 from .stage import Stage
 
 POLL_S = 0.05
-HEAP_TRIM_S = 0.2  # how often freed heap pages go back to the system while the pipeline runs (see heap.py)
+HEAP_TRIM_S = 1.0  # how often freed heap pages go back to the system while the pipeline runs (see heap.py)
 STOP_WAIT_S = 2.0  # after an error or a signal, how long a worker gets to finish the call it is in
 DEFAULT_STALL_TIMEOUT_S = 600.0  # long enough for a first call that compiles (torch.compile, TensorRT)
 _END = object()  # end of stream, passed down every queue
