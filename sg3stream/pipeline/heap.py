@@ -5,11 +5,11 @@ freed inside its heaps (one per thread, up to 8 per core) for reuse, and gives a
 top, so on a long run the resident size grows with the holes between live blocks: measured on the demo at 480x360,
 the heaps held 500-600 MB free beside 400 MB in use. `malloc_trim(0)` returns every whole free page inside them
 (MADV_DONTNEED) without moving anything; the runner calls it about once a second. More often costs time: the pages
-it returns are faulted in again when torch reuses its freed working buffers (at five times a second the demo on a
-48-frame 480x360 clip took 41-44 s against 36-39 s; the 480-frame clip peaked steadier, 751-755 MB against
-744-847, but not lower in the median). A fixed mmap threshold would keep pictures
-out of the heaps too, but it maps and unmaps torch's working buffers on every call (torch's CPU ops ran 1.8x slower
-with MALLOC_MMAP_THRESHOLD_=1048576): our own batches get mappings of their own instead (`mapped_empty`).
+it returns are faulted in again when torch reuses its freed working buffers. At five times a second a 480-frame
+480x360 clip peaked lower and steadier (751-755 MB against 744-847), but the demo on a 48-frame clip took 41-44 s
+against 36-39 s. A fixed mmap threshold would keep pictures out of the heaps too, but it maps and unmaps torch's
+working buffers on every call (torch's CPU ops ran 1.8x slower with MALLOC_MMAP_THRESHOLD_=1048576): our own
+batches get mappings of their own instead (`mapped_empty`).
 """
 from __future__ import annotations
 
