@@ -371,3 +371,15 @@ def test_gpu_decoding_gives_the_cpu_decoders_frames(tmp_path):
     frames = np.concatenate([b.frames for b in batches])
     assert np.array_equal(np.concatenate([b.pts for b in batches]), expected_pts)
     assert np.abs(frames.astype(int) - expected.astype(int)).mean() < 1
+
+
+def test_a_decoded_picture_is_read_from_the_frame_without_a_copy_and_equals_to_ndarray():
+    import av
+
+    from sg3stream.video.decode import packed_pixels
+
+    source = av.VideoFrame.from_ndarray(np.random.default_rng(0).integers(0, 256, (49, 65, 3), np.uint8), "rgb24")
+    for fmt in ("rgb24", "rgb48le"):  # an odd width: FFmpeg pads each row, the view must skip the padding
+        frame = source.reformat(format=fmt)
+        view = packed_pixels(frame)
+        assert view.shape == (49, 65, 3) and np.array_equal(view, frame.to_ndarray())

@@ -19,7 +19,6 @@ import math
 
 import numpy as np
 
-from ..pipeline.heap import mapped_zeros
 from .landmarks import eye_mouth_points
 
 
@@ -154,7 +153,7 @@ def warp_quads(frames: np.ndarray, quads: np.ndarray, size: int, valid: np.ndarr
     uint8; quads that are not valid come out black."""
     quads = np.asarray(quads)
     lead = quads.shape[:-2]
-    out = mapped_zeros(lead + (size, size, 3), np.uint8)  # a batch of crops: outside the heaps (heap.py)
+    out = np.zeros(lead + (size, size, 3), dtype=np.uint8)
     for position in np.ndindex(*lead):
         if valid is not None and not valid[position]:
             continue

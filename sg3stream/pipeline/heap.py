@@ -4,21 +4,19 @@ The stages allocate and free pictures, crops and torch's working buffers from ma
 freed inside its heaps (one per thread, up to 8 per core) for reuse, and gives a heap's pages back only from its
 top, so on a long run the resident size grows with the holes between live blocks: measured on the demo at 480x360,
 the heaps held 500-600 MB free beside 400 MB in use. `malloc_trim(0)` returns every whole free page inside them
-(MADV_DONTNEED) without moving anything; the runner calls it about once a second. More often costs time: the pages
-it returns are faulted in again when torch reuses its freed working buffers. At five times a second a 480-frame
-480x360 clip peaked lower and steadier (751-755 MB against 744-847), but the demo on a 48-frame clip took 41-44 s
-against 36-39 s. A fixed mmap threshold would keep pictures out of the heaps too, but it maps and unmaps torch's
-working buffers on every call (torch's CPU ops ran 1.8x slower with MALLOC_MMAP_THRESHOLD_=1048576): our own
-batches get mappings of their own instead (`mapped_empty`).
+(MADV_DONTNEED) without moving anything; called about once a second it costs a few milliseconds. A fixed mmap
+threshold would keep pictures out of the heaps too, but it maps and unmaps torch's working buffers on every call
+(torch's CPU ops ran 1.8x slower with MALLOC_MMAP_THRESHOLD_=1048576).
+
+Tried and not kept (README, memory step 8): trimming five times a second (the pages it returns are faulted in again
+when torch reuses its freed buffers: the demo ran 13% slower), and the batches of pictures, crops and renders in
+anonymous mappings of their own (the peaks moved within their run-to-run noise).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import mmap
 import sys
-
-import numpy as np
 
 _libc = None
 if sys.platform.startswith("linux"):
@@ -50,32 +48,3 @@ def release_free_heap() -> bool:
         return False
     _libc.malloc_trim(0)
     return True
-
-
-MAPPED_MIN_BYTES = 256 * 1024  # below this an array stays in the heaps (a mapping costs a system call and page faults)
-
-
-def mapped_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """np.empty, in a mapping of its own when it is large: its pages go back to the system the moment the last view
-    of it is gone, instead of leaving a hole in a heap that only `release_free_heap` can return, and only by whole
-    pages. For the batches of pictures, crops and renders. glibc's own mmap threshold rises to 32 MiB once torch
-    frees a large buffer, so without this they all land in the heaps. Measured at 480x360 (`sg3stream run --edit
-    smile`, demo): a 480-frame run peaked at 744 MB with these batches mapped against 828 MB (median of 3) before.
-    Fixing glibc's threshold at 256 KiB for every allocation did as much (658 MB), but maps torch's working buffers
-    afresh at every call, which slows its CPU ops."""
-    return _mapped(shape, dtype, np.empty)
-
-
-def mapped_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """np.zeros, in a mapping of its own when it is large (see `mapped_empty`; a new mapping reads as zeros)."""
-    return _mapped(shape, dtype, np.zeros)
-
-
-def _mapped(shape: tuple[int, ...], dtype, small) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < MAPPED_MIN_BYTES or not hasattr(mmap, "MAP_PRIVATE"):  # Windows' mmap takes no flags
-        return small(shape, dtype)
-    # private: a worker process forked later must not write into the parent's pictures
-    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(buffer, dtype).reshape(shape)

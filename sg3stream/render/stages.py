@@ -15,7 +15,6 @@ import torch
 from ..models.components import model_call_lock
 from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import FRAMES, Key
-from ..pipeline.heap import mapped_zeros
 from ..pipeline.stage import Stage
 from .expand import Expansion, render_expanded
 from .paste import blend_into, face_layer, paste, render_to_frame, stored_values
@@ -83,10 +82,10 @@ class RenderStage(Stage):
         """The faces `sel` [N,F] selects, `max_batch` (frame, slot) pairs per call -> [N,F,H,W,3], black elsewhere."""
         res = self.generator.img_resolution
         h, w = self.expansion.canvas(res)
-        out = mapped_zeros(sel.shape + (h, w, 3), np.uint8)  # batches of renders: outside the heaps (heap.py)
+        out = np.zeros(sel.shape + (h, w, 3), np.uint8)
         ws, transforms = ws[sel], transforms[sel]  # the faces to render, frame by frame
         offsets = {k: v[sel] for k, v in offsets.items()}
-        rendered = mapped_zeros((len(ws), h, w, 3), np.uint8)
+        rendered = np.zeros((len(ws), h, w, 3), np.uint8)
         for start in range(0, len(ws), self.max_batch):
             r = slice(start, start + self.max_batch)
             rendered[r] = self._render(ws[r], {k: v[r] for k, v in offsets.items()}, transforms[r])

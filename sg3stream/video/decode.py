@@ -23,7 +23,6 @@ from av.video.reformatter import Interpolation
 
 from ..errors import UserError
 from ..pipeline.batch import FrameBatch
-from ..pipeline.heap import mapped_empty
 from . import colour as colours
 from .probe import VideoInfo, open_input, probe, video_stream
 
@@ -143,7 +142,7 @@ class FrameReader:
                                 f"{first_shape[1]}x{first_shape[0]}: sg3stream needs one frame size per clip "
                                 "(cut the clip where the size changes, or scale it to one size first)")
             if batch is None:
-                batch = mapped_empty((self.batch_size,) + image.shape, image.dtype)
+                batch = np.empty((self.batch_size,) + image.shape, image.dtype)
             batch[len(chunk_pts)] = image
             chunk_pts.append(pts)
             del image

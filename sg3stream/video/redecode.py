@@ -15,7 +15,6 @@ import numpy as np
 
 from ..pipeline.batch import FrameBatch
 from ..pipeline.contract import FRAMES
-from ..pipeline.heap import mapped_empty
 from ..pipeline.stage import Stage
 
 
@@ -50,9 +49,7 @@ class RedecodeStage(Stage):
             self.pending = self.pending.replace(frames=self.pending.frames[take:], index=self.pending.index[take:],
                                                 pts=self.pending.pts[take:])
             wanted = wanted[take:]
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate(parts, out=mapped_empty((len(index),) + parts[0].shape[1:], parts[0].dtype))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         return batch.replace(frames=self._frames_for(batch.index))
