@@ -383,3 +383,4 @@ def test_a_decoded_picture_is_read_from_the_frame_without_a_copy_and_equals_to_n
         frame = source.reformat(format=fmt)
         view = packed_pixels(frame)
         assert view.shape == (49, 65, 3) and np.array_equal(view, frame.to_ndarray())
+        assert not view.flags.owndata  # a view of the frame's own buffer
