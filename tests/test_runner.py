@@ -161,6 +161,33 @@ def test_slow_consumer_keeps_memory_bounded():
     assert short <= bound and long <= bound
 
 
+def test_a_blocked_chain_makes_no_picture_batch_it_cannot_pass_on():
+    """While the sink is blocked, the source and the stages wait for room before they decode or compute: a batch
+    of pictures exists only in a queue or in the worker using it (at 1080p a batch is 50 MB, one more per stage)."""
+    alive = {"made": 0}
+    release, got_first, received = threading.Event(), threading.Event(), []
+
+    def blocked_sink(batch):
+        received.append(int(batch.index[0]))
+        got_first.set()
+        release.wait(30)
+
+    pipeline = Pipeline(batches(20, alive=alive), [AddOne(), AddOne()], blocked_sink, queue_size=1)
+    runner = threading.Thread(target=pipeline.run, daemon=True)
+    runner.start()
+    assert got_first.wait(20)
+    made = -1
+    while made != alive["made"]:  # until the chain has filled up behind the sink
+        made = alive["made"]
+        time.sleep(0.5)
+    release.set()
+    runner.join(30)
+    # the sink's batch and one in each of the three queues; before: one more finished batch in each stage and in
+    # the source, waiting for room (7)
+    assert made == 4, made
+    assert received == list(range(0, 40, 2))
+
+
 def test_stop_ends_a_running_pipeline_and_its_processes():
     def slow_source():
         for b in batches(100_000):

@@ -143,6 +143,8 @@ class Pipeline:
         short = self.chain.picture_queue_size
         sizes = [min(short, queue_size) if short and carries else queue_size for carries in self.chain.pictures_flow()]
         self.queues = [queue.Queue(maxsize=size) for size in sizes]
+        # The workers that put pictures on a queue wait for room there before they decode or compute (`_wait_for_room`)
+        self.waits_for_room = self.chain.pictures_flow()
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
         self.error_lock = threading.Lock()
@@ -357,6 +359,23 @@ class Pipeline:
             worker.stats.wait_out_s += time.perf_counter() - t0
             worker.busy_since = time.perf_counter()
 
+    def _wait_for_room(self, q: queue.Queue, worker: _Worker) -> None:
+        """Wait until `q` can take a batch. A worker whose output carries the pictures calls this before it makes the
+        next batch, not after: blocked behind a slow stage it then holds no finished batch it cannot pass on, and a
+        chain at a standstill holds only its queues' batches and those in use (one more per worker otherwise: at
+        1080p a batch of eight pictures is 50 MB). Each queue has one producer, so the room stays until its put."""
+        t0 = time.perf_counter()
+        worker.busy_since = None  # backpressure, not a stall
+        try:
+            with q.not_full:  # the queue's own condition (get() notifies it); len(q.queue) because q.full() would
+                while q.maxsize > 0 and len(q.queue) >= q.maxsize:  # take the lock this block already holds
+                    if self.stop_flag.is_set():
+                        raise _Stopped
+                    q.not_full.wait(POLL_S)
+        finally:
+            worker.stats.wait_out_s += time.perf_counter() - t0
+            worker.busy_since = time.perf_counter()
+
     def _count(self, stats: StageStats, batch: FrameBatch, busy: float) -> None:
         stats.batches += 1
         stats.frames += len(batch)
@@ -365,15 +384,22 @@ class Pipeline:
     def _run_source(self, worker: _Worker) -> None:
         out, stats = self.queues[0], worker.stats
         iterator = iter(self.source)
+        expected = 1  # frames the next batch will have: the last batch's count (room is made before decoding it)
         while not self.stop_flag.is_set():
+            if self.waits_for_room[0]:
+                self._wait_for_room(out, worker)
+            worker.busy_since = None  # waiting for room in the frame budget is backpressure, not a stall
+            self._admit(expected)
             t0 = time.perf_counter()
+            worker.busy_since = t0
             batch = next(iterator, _END)
             if batch is _END:
+                self._release(expected)
                 break
+            self._admitted(len(batch) - expected)
+            expected = max(len(batch), 1)
             worker.current = batch.frame_range
             self._count(stats, batch, time.perf_counter() - t0)
-            worker.busy_since = None  # waiting for room in the frame budget is backpressure, not a stall
-            self._admit(batch)
             self._put(out, self._leaving(0, batch), worker)
         self._put(out, _END, worker)
 
@@ -386,7 +412,7 @@ class Pipeline:
             worker.current = batch.frame_range
             t0 = time.perf_counter()
             self.sink(batch)
-            self._release(batch)
+            self._release(len(batch))
             self._count(stats, batch, time.perf_counter() - t0)
 
     def _stage_target(self, i: int, stage: Stage) -> Callable[[_Worker], None]:
@@ -420,17 +446,22 @@ class Pipeline:
                 self.bytes_per_frame[position] = per_frame
         return batch
 
-    def _admit(self, batch: FrameBatch) -> None:
-        """The source waits here until the batch's frames fit in `max_frames_in_flight`. One batch always fits, and
-        so does the next one when every stage waits for input: a stage holding more than its declared window
-        must not stall the run (the budget then stretches instead)."""
+    def _admit(self, frames: int) -> None:
+        """The source waits here, before it decodes a batch, until its `frames` fit in `max_frames_in_flight`. One
+        batch always fits, and so does the next one when every stage waits for input: a stage holding more than
+        its declared window must not stall the run (the budget then stretches instead)."""
         with self.in_flight_changed:
             while (self.max_frames_in_flight is not None and self.frames_in_flight > 0
-                   and self.frames_in_flight + len(batch) > self.max_frames_in_flight and not self._starved()):
+                   and self.frames_in_flight + frames > self.max_frames_in_flight and not self._starved()):
                 if self.stop_flag.is_set():
                     raise _Stopped
                 self.in_flight_changed.wait(POLL_S)
-            self.frames_in_flight += len(batch)
+            self._admitted(frames)
+
+    def _admitted(self, frames: int) -> None:
+        """Count `frames` more in flight (fewer, when the batch decoded was shorter than the frames admitted)."""
+        with self.in_flight_changed:
+            self.frames_in_flight += frames
             self.peak_frames_in_flight = max(self.peak_frames_in_flight, self.frames_in_flight)
 
     def _starved(self) -> bool:
@@ -438,9 +469,9 @@ class Pipeline:
         return (all(q.empty() for q in self.queues)
                 and all(w.busy_since is None for w in self.workers[1:] if w.thread is not None and w.thread.is_alive()))
 
-    def _release(self, batch: FrameBatch) -> None:
+    def _release(self, frames: int) -> None:
         with self.in_flight_changed:
-            self.frames_in_flight -= len(batch)
+            self.frames_in_flight -= frames
             self.in_flight_changed.notify_all()
 
     def _run_thread_stage(self, worker: _Worker, i: int, stage: Stage) -> None:
@@ -451,6 +482,8 @@ class Pipeline:
         stats.busy_s += time.perf_counter() - t0
         try:
             while True:
+                if self.waits_for_room[i + 1]:
+                    self._wait_for_room(out, worker)
                 batch = self._get(inp, worker)
                 if batch is _END:
                     break
