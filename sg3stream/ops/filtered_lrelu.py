@@ -37,7 +37,7 @@ def _lrelu_gain_clamp(x, slope, gain, clamp):
     # The intermediate is the largest tensor of the layer: work in place on it unless autograd needs the values.
     in_place = not (torch.is_grad_enabled() and x.requires_grad)
     if slope != 1:
-        x = F.leaky_relu(x, slope)
+        x = F.leaky_relu(x, slope, inplace=in_place)
     elif not in_place:
         x = x.clone()
     if gain != 1:
