@@ -87,18 +87,42 @@ def bad_inputs(tmp_path, clip):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "not a video", "output is input", "no output folder",
-                                  "unwritable folder"])
-def test_bad_input_is_one_clear_line_and_nothing_is_written(tmp_path, clip, case):
-    source, output, message = bad_inputs(tmp_path, clip)[case]
-    before = sorted(os.listdir(tmp_path))
-    result = subprocess.run(sg3stream_cmd("run", "--passthrough", str(source), "-o", str(output)), capture_output=True, text=True,
-                            timeout=60)
+BAD_INPUT_CASES = ["missing", "not a video", "output is input", "no output folder", "unwritable folder"]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    """Each case's command, started all at once (each one a separate process in a folder of its own, mostly busy
+    with its imports), and waited for: {case: (folder, its listing before the run, the message expected, the
+    finished process)}."""
+    started = {}
+    try:
+        for case in BAD_INPUT_CASES:
+            folder = tmp_path_factory.mktemp("bad_input")
+            clip = write_clip(folder / "in.mp4", (numbered_frame(i, 96, 64) for i in range(40)), fps=30)
+            source, output, message = bad_inputs(folder, clip)[case]
+            before = sorted(os.listdir(folder))
+            proc = subprocess.Popen(sg3stream_cmd("run", "--passthrough", str(source), "-o", str(output)),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            started[case] = (folder, before, message, proc)
+        runs = {}
+        for case, (folder, before, message, proc) in started.items():
+            out, err = proc.communicate(timeout=60)
+            runs[case] = (folder, before, message, subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+        return runs
+    finally:
+        for *_, proc in started.values():
+            proc.kill()  # only one that did not finish in time is still there
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_bad_input_is_one_clear_line_and_nothing_is_written(bad_input_runs, case):
+    folder, before, message, result = bad_input_runs[case]
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
-    assert sorted(os.listdir(tmp_path)) == before
+    assert sorted(os.listdir(folder)) == before
 
 
 def test_debug_shows_the_traceback(tmp_path):

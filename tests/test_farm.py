@@ -66,18 +66,39 @@ def audio_packets(path):
         return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
 
 
-def single_process_run(clip, output):
+class Started:
+    """A command started in the background, its output in files (no pipe to fill while another one is waited on)."""
+
+    def __init__(self, command, folder, name, env=None):
+        self.out, self.err = open(folder / f"{name}.stdout", "w+"), open(folder / f"{name}.stderr", "w+")
+        self.proc = subprocess.Popen(command, stdout=self.out, stderr=self.err, text=True,
+                                     env={**os.environ, **(env or {})})
+
+    def wait(self) -> subprocess.CompletedProcess:
+        try:
+            self.proc.wait(timeout=TIMEOUT_S)
+        finally:
+            self.proc.kill()  # no-op once it has ended; a timed-out one is not left running
+        outputs = []
+        for f in (self.out, self.err):
+            f.seek(0)
+            outputs.append(f.read())
+            f.close()
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, *outputs)
+
+
+def single_process_run(clip, output, folder):
     """`run_video` in a fresh process started with OMP_NUM_THREADS=1, as Ray starts a worker that holds one CPU.
 
     Thread counts fixed at start-up change the order of float sums, which the demo model's random weights amplify
     into visible differences (up to 36/255 on the face here), segments or not: compare like with like.
+    Started in the background (see `farmed`); `.wait()` gives its result.
     """
     script = ("import sys; from sg3stream.job import RunOptions, run_video; from sg3stream.report import Reporter; "
               f"run_video(RunOptions(input=sys.argv[1], output=sys.argv[2], landmark_workers=1, **{OPTIONS!r}), "
               "Reporter())")
-    result = subprocess.run([sys.executable, "-c", script, str(clip), str(output)], capture_output=True, text=True,
-                            timeout=TIMEOUT_S, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    return Started([sys.executable, "-c", script, str(clip), str(output)], folder, f"single_{clip.stem}",
+                   env={"OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +118,18 @@ jobs:
   - input: short.mp4
     output: out/short.mp4
 """)
-    for clip in (long, short):
-        single_process_run(clip, folder / f"single_{clip.name}")
     marker = folder / "crashed-once"
-    first = farm("run", jobs, "--log-format", "json", env={CRASH_ENV: str(marker)})
+    # The farm run and the two single-process references are independent (separate outputs, each run holding its
+    # thread count from its own start-up): they run side by side, filling the cores that Ray's start-up, the
+    # single-threaded references and the farm's last segment leave idle when run one after the other.
+    logs = tmp_path_factory.mktemp("logs")
+    started = Started(sg3stream_cmd("farm", "run", str(jobs), "--log-format", "json"), logs, "farm",
+                      env={CRASH_ENV: str(marker)})
+    singles = [single_process_run(clip, folder / f"single_{clip.name}", logs) for clip in (long, short)]
+    references = [single.wait() for single in singles]
+    first = started.wait()
+    for result in references:
+        assert result.returncode == 0, result.stderr[-3000:]
     return folder, jobs, marker, first
 
 
