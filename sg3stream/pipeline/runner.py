@@ -141,10 +141,11 @@ class Pipeline:
         # The chain may make the queues whose batches carry the full pictures shorter (`picture_queue_size`): at 4K
         # a batch of eight pictures is 200 MB, a batch of codes and quads a few hundred kB.
         short = self.chain.picture_queue_size
-        sizes = [min(short, queue_size) if short and carries else queue_size for carries in self.chain.pictures_flow()]
-        self.queues = [queue.Queue(maxsize=size) for size in sizes]
+        pictures = self.chain.pictures_flow()
+        self.queues = [queue.Queue(maxsize=min(short, queue_size) if short and carries else queue_size)
+                       for carries in pictures]
         # The workers that put pictures on a queue wait for room there before they decode or compute (`_wait_for_room`)
-        self.waits_for_room = self.chain.pictures_flow()
+        self.waits_for_room = pictures
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
         self.error_lock = threading.Lock()
