@@ -11,7 +11,7 @@ import pytest
 from sg3stream.errors import UserError
 from sg3stream.pipeline.batch import FrameBatch
 from sg3stream.synthetic import frame_number, numbered_frame, resized_clip, write_clip
-from sg3stream.video.decode import FrameReader
+from sg3stream.video.decode import FrameReader, packed_pixels
 from sg3stream.video.encode import VideoWriter, check_codec, check_output_path
 from sg3stream.video.probe import probe
 
@@ -374,10 +374,6 @@ def test_gpu_decoding_gives_the_cpu_decoders_frames(tmp_path):
 
 
 def test_a_decoded_picture_is_read_from_the_frame_without_a_copy_and_equals_to_ndarray():
-    import av
-
-    from sg3stream.video.decode import packed_pixels
-
     source = av.VideoFrame.from_ndarray(np.random.default_rng(0).integers(0, 256, (49, 65, 3), np.uint8), "rgb24")
     for fmt in ("rgb24", "rgb48le"):  # an odd width: FFmpeg pads each row, the view must skip the padding
         frame = source.reformat(format=fmt)
