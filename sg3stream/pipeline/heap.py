@@ -30,15 +30,20 @@ if sys.platform.startswith("linux"):
 
 
 M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
-COMMAND_HEAPS = 2  # heaps for all the threads of a `sg3stream` command
+COMMAND_HEAPS = 1  # heaps for all the threads of a `sg3stream` command
 
 
 def limit_heaps(count: int = COMMAND_HEAPS) -> bool:
     """At most `count` heaps for all threads from now on (glibc makes up to 8 per core, one per thread that finds
     the others busy, and each keeps its own free space). Called where the command line starts, before any stage
     thread exists: at 480x360 a 480-frame run peaked at 960 MB with two heaps against 1078 MB with glibc's
-    default, and ran no slower (the stages allocate few, large blocks: pictures and torch's working buffers). Not
-    called for the Python API: an application's allocator is its own business. False where it cannot."""
+    default, and ran no slower (the stages allocate few, large blocks: pictures and torch's working buffers).
+
+    One heap, not two: with two, the inversion's and the renderer's threads could land on different heaps, each
+    keeping a model call's freed working buffers (about 150 MB on the demo) until the next trim, and which way a run
+    went was chance: 480-frame runs at 480x360 peaked at 753-773 MB or at 848-855 MB. With one heap, each call
+    reuses the buffers the other freed: 730-754 MB, no slower (README, memory step 10). Not called for the Python
+    API: an application's allocator is its own business. False where it cannot."""
     if _libc is None:
         return False
     return _libc.mallopt(M_ARENA_MAX, count) == 1
