@@ -111,6 +111,9 @@ class _InFlight(Reporter):
 def _child(argv: list[str]) -> dict:
     """The job on one clip, in this process; its peak memory."""
     from sg3stream.job import RunOptions, run_video
+    from sg3stream.pipeline.heap import limit_heaps
+
+    limit_heaps()  # as `sg3stream run` does, before any stage thread exists (sg3stream/pipeline/heap.py)
 
     parser = argparse.ArgumentParser(prog="python -m sg3stream.bench.memory")
     parser.add_argument("input", type=Path)

@@ -151,6 +151,20 @@ def test_gpu_monitor_without_nvml_says_why(monkeypatch):
     assert summary["available"] is False and "NVML" in summary["reason"]
 
 
+def test_the_memory_bench_child_keeps_malloc_to_the_command_lines_heaps(monkeypatch, tmp_path):
+    """The bench measures what `sg3stream run` does: its child limits the heaps before the job, as the CLI does."""
+    import sg3stream.bench.memory as memory
+    import sg3stream.job as job
+    from sg3stream.pipeline import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "limit_heaps", lambda count=heap.COMMAND_HEAPS: calls.append(("heaps", count)) or True)
+    monkeypatch.setattr(job, "run_video", lambda options, reporter: calls.append("job") or
+                        {"frames": 0, "faces_inverted": 0, "seconds": 0.0})
+    memory._child([str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4")])
+    assert calls == [("heaps", heap.COMMAND_HEAPS), "job"]
+
+
 def test_peak_memory_does_not_grow_with_the_clip_length():
     from sg3stream.bench.memory import bench_memory
 
