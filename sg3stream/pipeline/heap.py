@@ -39,11 +39,12 @@ def limit_heaps(count: int = COMMAND_HEAPS) -> bool:
     thread exists: at 480x360 a 480-frame run peaked at 960 MB with two heaps against 1078 MB with glibc's
     default, and ran no slower (the stages allocate few, large blocks: pictures and torch's working buffers).
 
-    One heap, not two: with two, the inversion's and the renderer's threads could land on different heaps, each
+    One heap, not two: with two, the inversion's and the renderer's threads can land on different heaps, each
     keeping a model call's freed working buffers (about 150 MB on the demo) until the next trim, and which way a run
-    went was chance: 480-frame runs at 480x360 peaked at 753-773 MB or at 848-855 MB. With one heap, each call
-    reuses the buffers the other freed: 730-754 MB, no slower (README, memory step 10). Not called for the Python
-    API: an application's allocator is its own business. False where it cannot."""
+    goes is chance: 480-frame runs at 480x360 peaked at 753-773 MB or at 848-858 MB. With one heap, every call can
+    reuse what the last one freed: six runs at 730-754 MB; perhaps 5% slower there, no slower at 1080p (README,
+    memory step 10). Not called for the Python API: an application's allocator is its own business. False where
+    it cannot."""
     if _libc is None:
         return False
     return _libc.mallopt(M_ARENA_MAX, count) == 1
